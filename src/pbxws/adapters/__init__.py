@@ -1,0 +1,1 @@
+"""Where channel state lives and how events reach subscribers: local or Redis."""

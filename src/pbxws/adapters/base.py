@@ -1,0 +1,113 @@
+"""The adapter interface: the one seam between a node and its cluster.
+
+The WebSocket and HTTP layers never touch channel state directly; they ask the
+adapter, which decides occupancy and presence transitions and delivers frames.
+The ``local`` adapter answers from this node's registry; a Redis adapter keeps
+the same contract with Redis as the single source of truth ("handle here, then
+tell the others").
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+
+from pbxws.channels.cache import CachedEvent
+from pbxws.channels.registry import Subscriber
+
+__all__ = ["Adapter", "ChannelCounts", "JoinResult", "LeaveResult", "PresenceFull"]
+
+
+class ChannelCounts(msgspec.Struct, frozen=True):
+    """What the HTTP API reports about a channel."""
+
+    subscription_count: int
+    # Unique users; meaningful for presence channels only.
+    user_count: int
+
+
+class JoinResult(msgspec.Struct, frozen=True):
+    """Outcome of a presence join."""
+
+    # The channel had no subscriber before (cluster-wide).
+    occupied: bool
+    # The user had no socket in the channel before (cluster-wide): send member_added.
+    added: bool
+    # The roster after the join: user id -> raw user_info.
+    members: dict[str, msgspec.Raw]
+
+
+class LeaveResult(msgspec.Struct, frozen=True):
+    """Outcome of leaving a channel."""
+
+    # The user whose last socket left (presence only): send member_removed.
+    removed_user: str | None
+    # The channel has no subscriber left (cluster-wide).
+    vacated: bool
+
+
+class PresenceFull(Exception):
+    """The presence channel has ``max_members`` users; the joiner is not one."""
+
+
+class Adapter(Protocol):
+    """Channel state and delivery for every app on this node."""
+
+    async def start(self) -> None:
+        """Connect to whatever backs the adapter."""
+
+    async def stop(self) -> None:
+        """Leave the cluster and release resources."""
+
+    async def add_connection(
+        self, app_id: str, conn: Subscriber, max_connections: int
+    ) -> bool:
+        """Register a connection; False when the app's quota is reached."""
+
+    async def remove_connection(self, app_id: str, conn: Subscriber) -> None:
+        """Forget a connection whose channels were all left."""
+
+    async def subscribe(self, app_id: str, channel: str, conn: Subscriber) -> bool:
+        """Add a subscriber to a non-presence channel; True if it became occupied."""
+
+    async def join(
+        self,
+        app_id: str,
+        channel: str,
+        conn: Subscriber,
+        user_id: str,
+        user_info: msgspec.Raw,
+        max_members: int,
+    ) -> JoinResult:
+        """Add a subscriber to a presence channel as ``user_id``.
+
+        Raises:
+            PresenceFull: If the channel has ``max_members`` users and
+                ``user_id`` is not one of them; then the subscription fails.
+        """
+
+    async def leave(self, app_id: str, channel: str, conn: Subscriber) -> LeaveResult:
+        """Remove a subscriber from any channel."""
+
+    async def publish(
+        self, app_id: str, channel: str, frame: bytes, except_socket: str | None
+    ) -> None:
+        """Deliver a pre-framed event to every subscriber of ``channel``."""
+
+    async def channels(self, app_id: str, prefix: str) -> dict[str, ChannelCounts]:
+        """Occupied channels whose name starts with ``prefix``."""
+
+    async def channel(self, app_id: str, channel: str) -> ChannelCounts:
+        """Counts for one channel (zeros when unoccupied)."""
+
+    async def members(self, app_id: str, channel: str) -> dict[str, msgspec.Raw]:
+        """Roster of a presence channel: user id -> raw user_info."""
+
+    async def cache_put(
+        self, app_id: str, channel: str, event: str, data: str, ttl: float
+    ) -> None:
+        """Remember the last event of a cache channel."""
+
+    async def cache_get(self, app_id: str, channel: str) -> CachedEvent | None:
+        """The last event of a cache channel, if still fresh."""

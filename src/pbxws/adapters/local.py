@@ -1,0 +1,126 @@
+"""The local adapter: one node, state in this process, no Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+
+from pbxws.channels.cache import CachedEvent, EventCache
+from pbxws.channels.registry import AppChannels, Subscriber
+
+from .base import ChannelCounts, JoinResult, LeaveResult, PresenceFull
+
+__all__ = ["LocalAdapter"]
+
+_CACHE_SWEEP_INTERVAL = 60.0
+
+
+class LocalAdapter:
+    """Answers every question from this node's registries."""
+
+    def __init__(self) -> None:
+        # One registry per app id, created on first use.
+        self._apps: dict[str, AppChannels] = {}
+        # Last events of cache channels.
+        self._cache = EventCache()
+        # Periodic sweep of expired cache entries.
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def registry(self, app_id: str) -> AppChannels:
+        """The registry of ``app_id`` (created empty if needed)."""
+        reg = self._apps.get(app_id)
+        if reg is None:
+            reg = self._apps[app_id] = AppChannels()
+        return reg
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_cache())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    async def _sweep_cache(self) -> None:
+        while True:
+            await asyncio.sleep(_CACHE_SWEEP_INTERVAL)
+            self._cache.sweep(time.monotonic())
+
+    async def add_connection(
+        self, app_id: str, conn: Subscriber, max_connections: int
+    ) -> bool:
+        return self.registry(app_id).add_connection(conn, max_connections)
+
+    async def remove_connection(self, app_id: str, conn: Subscriber) -> None:
+        reg = self._apps.get(app_id)
+        if reg is not None:
+            reg.remove_connection(conn)
+            if not reg.connections and not reg.channels:
+                del self._apps[app_id]
+
+    async def subscribe(self, app_id: str, channel: str, conn: Subscriber) -> bool:
+        return self.registry(app_id).subscribe(channel, conn)
+
+    async def join(
+        self,
+        app_id: str,
+        channel: str,
+        conn: Subscriber,
+        user_id: str,
+        user_info: msgspec.Raw,
+        max_members: int,
+    ) -> JoinResult:
+        reg = self.registry(app_id)
+        if reg.member_count(channel) >= max_members and not reg.is_member(
+            channel, user_id
+        ):
+            raise PresenceFull(channel)
+        occupied, added = reg.join(channel, conn, user_id, user_info)
+        return JoinResult(
+            occupied=occupied, added=added, members=reg.channels[channel].roster()
+        )
+
+    async def leave(self, app_id: str, channel: str, conn: Subscriber) -> LeaveResult:
+        reg = self._apps.get(app_id)
+        if reg is None:
+            return LeaveResult(removed_user=None, vacated=False)
+        removed, vacated = reg.leave(channel, conn)
+        return LeaveResult(removed_user=removed, vacated=vacated)
+
+    async def publish(
+        self, app_id: str, channel: str, frame: bytes, except_socket: str | None
+    ) -> None:
+        reg = self._apps.get(app_id)
+        if reg is not None:
+            reg.fan_out(channel, frame, except_socket)
+
+    async def channels(self, app_id: str, prefix: str) -> dict[str, ChannelCounts]:
+        reg = self._apps.get(app_id)
+        if reg is None:
+            return {}
+        return {
+            ch.name: ChannelCounts(len(ch.subscribers), len(ch.members))
+            for ch in reg.iter_channels(prefix)
+        }
+
+    async def channel(self, app_id: str, channel: str) -> ChannelCounts:
+        reg = self._apps.get(app_id)
+        ch = None if reg is None else reg.channels.get(channel)
+        if ch is None:
+            return ChannelCounts(0, 0)
+        return ChannelCounts(len(ch.subscribers), len(ch.members))
+
+    async def members(self, app_id: str, channel: str) -> dict[str, msgspec.Raw]:
+        reg = self._apps.get(app_id)
+        ch = None if reg is None else reg.channels.get(channel)
+        return {} if ch is None else ch.roster()
+
+    async def cache_put(
+        self, app_id: str, channel: str, event: str, data: str, ttl: float
+    ) -> None:
+        self._cache.put(app_id, channel, event, data, now=time.monotonic(), ttl=ttl)
+
+    async def cache_get(self, app_id: str, channel: str) -> CachedEvent | None:
+        return self._cache.get(app_id, channel, now=time.monotonic())

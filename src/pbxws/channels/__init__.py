@@ -1,0 +1,1 @@
+"""In-process channel state: synchronous, one registry per app."""

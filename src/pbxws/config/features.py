@@ -1,0 +1,31 @@
+"""Features the schema accepts but this version does not run yet."""
+
+from __future__ import annotations
+
+from .model import Config
+
+__all__ = ["unsupported_features"]
+
+
+def unsupported_features(config: Config) -> list[str]:
+    """
+    One problem per configured feature that is not implemented yet.
+
+    The schema already has these features so that config files written today
+    keep loading when they land; until then, starting a server with them must
+    fail rather than silently run without them. Remove an entry when its
+    feature lands.
+    """
+    problems: list[str] = []
+    for i, app in enumerate(config.apps):
+        if app.webhooks:
+            problems.append(
+                f"apps[{i}].webhooks: webhook delivery is not implemented "
+                "in this version yet (issue #6)"
+            )
+    if config.adapter.driver == "redis":
+        problems.append(
+            "adapter.driver: the redis adapter is not implemented "
+            "in this version yet (issue #4)"
+        )
+    return problems

@@ -1,0 +1,178 @@
+"""
+Checks on a decoded configuration that types alone cannot express.
+
+Decoding already guarantees types. What remains are values: ranges, unique
+app ids and keys, URLs. Every check runs, so that one pass reports every
+problem, each with the key path of the offending value.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+from .model import AppConfig, Config, LimitsConfig, ServerConfig
+
+__all__ = ["Problem", "validate_config"]
+
+
+class Problem(NamedTuple):
+    """One bad value: its key path (``apps[1].key``) and what is wrong with it."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+_PORT_MAX = 65535
+
+
+class _Checker:
+    """Collects problems; one small method per kind of check."""
+
+    def __init__(self) -> None:
+        # Problems found so far, in check order.
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def port(self, path: str, value: int, *, low: int = 0) -> None:
+        if not low <= value <= _PORT_MAX:
+            self.add(path, f"must be between {low} and {_PORT_MAX}, got {value}")
+
+    def positive(self, path: str, value: float, *, zero_ok: bool = False) -> None:
+        ok = value >= 0 if zero_ok else value > 0
+        if not (math.isfinite(value) and ok):
+            wanted = "zero or positive" if zero_ok else "positive"
+            self.add(path, f"must be {wanted}, got {value}")
+
+    def not_empty(self, path: str, value: str) -> None:
+        if not value.strip():
+            self.add(path, "must not be empty")
+
+    def rate(self, path: str, value: int) -> None:
+        if value < -1:
+            self.add(path, f"must be -1 (unlimited) or more, got {value}")
+
+
+def _check_server(c: _Checker, server: ServerConfig) -> None:
+    c.not_empty("server.host", server.host)
+    c.port("server.port", server.port)
+    prefix = server.path_prefix
+    if prefix and (
+        not prefix.startswith("/")
+        or "//" in prefix
+        or any(ch.isspace() or ch in "?#" for ch in prefix)
+    ):
+        c.add(
+            "server.path_prefix",
+            f'must be "" or a path like "/ws" (no "?", "#", spaces), got {prefix!r}',
+        )
+    c.positive(
+        "server.shutdown_grace_period", server.shutdown_grace_period, zero_ok=True
+    )
+    for name in (
+        "activity_timeout",
+        "pong_timeout",
+        "max_message_size",
+        "send_buffer_limit",
+        "max_request_size",
+        "api_timestamp_tolerance",
+        "user_authentication_timeout",
+    ):
+        c.positive(f"server.{name}", getattr(server, name))
+
+
+def _check_limits(c: _Checker, limits: LimitsConfig) -> None:
+    for name in LimitsConfig.__struct_fields__:
+        c.positive(f"limits.{name}", getattr(limits, name))
+
+
+def _check_webhooks(c: _Checker, where: str, app: AppConfig) -> None:
+    for j, hook in enumerate(app.webhooks):
+        path = f"{where}.webhooks[{j}]"
+        parts = urlsplit(hook.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            c.add(
+                f"{path}.url", f"must be an http:// or https:// URL, got {hook.url!r}"
+            )
+        if not hook.event_types:
+            c.add(f"{path}.event_types", "must list at least one event type")
+
+
+_APP_OVERRIDES = (
+    "max_presence_members_per_channel",
+    "max_presence_member_size_in_kb",
+    "max_channel_name_length",
+    "max_event_channels_at_once",
+    "max_event_name_length",
+    "max_event_payload_in_kb",
+    "max_event_batch_size",
+)
+_APP_RATES = (
+    "max_connections",
+    "max_backend_events_per_sec",
+    "max_client_events_per_sec",
+    "max_read_req_per_sec",
+)
+
+
+def _check_apps(c: _Checker, apps: list[AppConfig]) -> None:
+    if not apps:
+        c.add("apps", "at least one app is required")
+    # Where each id and key was first seen, to name both ends of a duplicate.
+    seen: dict[str, dict[str, int]] = {"id": {}, "key": {}}
+    for i, app in enumerate(apps):
+        where = f"apps[{i}]"
+        for name in ("id", "key", "secret"):
+            c.not_empty(f"{where}.{name}", getattr(app, name))
+        for name, value in (("id", app.id), ("key", app.key)):
+            first = seen[name].setdefault(value, i)
+            if first != i:
+                c.add(
+                    f"{where}.{name}",
+                    f"{value!r} is already the {name} of apps[{first}]; "
+                    f"app {name}s must be unique",
+                )
+        for name in _APP_RATES:
+            c.rate(f"{where}.{name}", getattr(app, name))
+        for name in _APP_OVERRIDES:
+            value = getattr(app, name)
+            if value is not None:
+                c.positive(f"{where}.{name}", value)
+        _check_webhooks(c, where, app)
+
+
+def _check_metrics(c: _Checker, config: Config) -> None:
+    metrics = config.metrics
+    c.not_empty("metrics.host", metrics.host)
+    c.port("metrics.port", metrics.port)
+    if metrics.enabled and metrics.port != 0 and metrics.port == config.server.port:
+        c.add("metrics.port", f"must differ from server.port ({metrics.port})")
+
+
+def _check_redis_and_ssl(c: _Checker, config: Config) -> None:
+    c.not_empty("redis.host", config.redis.host)
+    c.port("redis.port", config.redis.port, low=1)
+    if config.redis.db < 0:
+        c.add("redis.db", f"must be 0 or more, got {config.redis.db}")
+    ssl = config.ssl
+    if ssl.cert and not ssl.key:
+        c.add("ssl.key", "must be set when ssl.cert is set")
+    if ssl.key and not ssl.cert:
+        c.add("ssl.cert", "must be set when ssl.key is set")
+
+
+def validate_config(config: Config) -> list[Problem]:
+    """Every value problem of ``config``; an empty list means it can be used."""
+    checker = _Checker()
+    _check_server(checker, config.server)
+    _check_limits(checker, config.limits)
+    _check_metrics(checker, config)
+    _check_redis_and_ssl(checker, config)
+    _check_apps(checker, config.apps)
+    return checker.problems

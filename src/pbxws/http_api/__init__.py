@@ -1,0 +1,1 @@
+"""The Pusher HTTP API and the health routes on the main port."""

@@ -1,0 +1,55 @@
+"""The state one node shares between its WebSocket and HTTP layers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from pbxws.apps import AppDirectory
+from pbxws.config import Config
+from pbxws.ws.socket_ids import SocketIdFactory
+
+if TYPE_CHECKING:
+    from pbxws.adapters.base import Adapter
+    from pbxws.ws.connection import Connection
+
+__all__ = ["RUNTIME", "Runtime"]
+
+
+class Runtime:
+    """What the request handlers of one node read and update."""
+
+    def __init__(self, config: Config, apps: AppDirectory, adapter: Adapter) -> None:
+        self.config = config
+        self.apps = apps
+        # Channel state and delivery, local or cluster-wide.
+        self.adapter = adapter
+        # Every open connection of this node, by socket id.
+        self.connections: dict[str, Connection] = {}
+        self.socket_ids = SocketIdFactory()
+        # False while starting and draining: /ready is 503, new sockets get 4200.
+        self.accepting = False
+        # Set whenever `connections` is empty; awaited by the drain.
+        self._no_connections = asyncio.Event()
+        self._no_connections.set()
+
+    def add_connection(self, conn: Connection) -> None:
+        """Track an open connection of this node."""
+        self.connections[conn.socket_id] = conn
+        self._no_connections.clear()
+
+    def remove_connection(self, conn: Connection) -> None:
+        """Forget a closed connection."""
+        del self.connections[conn.socket_id]
+        if not self.connections:
+            self._no_connections.set()
+
+    async def wait_no_connections(self) -> None:
+        """Return once this node has no open connection."""
+        await self._no_connections.wait()
+
+
+# Typed key under which both aiohttp applications hold the runtime.
+RUNTIME = web.AppKey("pbxws_runtime", Runtime)

@@ -1,0 +1,1 @@
+"""The WebSocket side: connections, the message dispatcher and liveness."""

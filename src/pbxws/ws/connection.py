@@ -1,0 +1,144 @@
+"""One client connection: its state and its non-blocking send path.
+
+Theory of operation: aiohttp parses inbound frames and answers control
+frames; outbound, we bypass its awaitable writer. Every server frame is
+unmasked, so an event is framed once per publish (:func:`text_frame`) and the
+same bytes are written to each subscriber's transport with a synchronous
+``transport.write``. The transport buffers what the kernel does not take at
+once; when that buffer passes ``send_buffer_limit`` the client is not keeping
+up and is closed with 4100 ("over capacity, back off and reconnect") instead of
+growing our memory. aiohttp's own writer (used for close and pong frames)
+writes whole frames synchronously too, so frames never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from typing import TYPE_CHECKING
+
+import structlog
+from aiohttp import web
+
+from pbxws.protocol.errors import ErrorCode
+from pbxws.protocol.frames import text_frame
+from pbxws.protocol.messages import error as error_message
+
+if TYPE_CHECKING:
+    from pbxws.apps import App
+
+__all__ = ["ConnState", "Connection"]
+
+log = structlog.get_logger(__name__)
+
+
+class ConnState(enum.Enum):
+    """Where a connection is in its life."""
+
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+class Connection:
+    """A Pusher client connected to one app."""
+
+    __slots__ = (
+        "__weakref__",
+        "_close_task",
+        "_send_buffer_limit",
+        "_transport",
+        "app",
+        "channels",
+        "client_events_count",
+        "client_events_window",
+        "last_seen",
+        "pinged_at",
+        "socket_id",
+        "state",
+        "user_id",
+        "ws",
+    )
+
+    def __init__(
+        self,
+        socket_id: str,
+        app: App,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport,
+        *,
+        send_buffer_limit: int,
+        now: float,
+    ) -> None:
+        # Unique id "<digits>.<digits>", used for exclusion and signatures.
+        self.socket_id = socket_id
+        # The tenant this socket connected to (by key in the URL).
+        self.app = app
+        # aiohttp's response: reads frames, sends close and pong frames.
+        self.ws = ws
+        # Where pre-framed bytes are written; owned by aiohttp.
+        self._transport = transport
+        # Bytes the transport may buffer before we call the client slow.
+        self._send_buffer_limit = send_buffer_limit
+        # Channels this socket joined -> its presence user id there (None
+        # elsewhere). For cleanup on close and for user_id on client events.
+        self.channels: dict[str, str | None] = {}
+        # User bound by pusher:signin; None until then.
+        self.user_id: str | None = None
+        # Monotonic time of the last frame received. Read by the heartbeat sweep.
+        self.last_seen = now
+        # When the server pinged this silent client; None when not waiting.
+        self.pinged_at: float | None = None
+        # Fixed one-second window for the client-event rate limit.
+        self.client_events_window = 0.0
+        self.client_events_count = 0
+        self.state = ConnState.OPEN
+        # The task closing this connection, kept so it isn't garbage-collected.
+        self._close_task: asyncio.Task[None] | None = None
+
+    def send(self, frame: bytes) -> None:
+        """Write one pre-framed frame now; never awaits.
+
+        A client whose unsent bytes pass the limit is closed with 4100.
+        """
+        if self.state is not ConnState.OPEN:
+            return
+        transport = self._transport
+        if transport.is_closing():
+            return
+        transport.write(frame)
+        if transport.get_write_buffer_size() > self._send_buffer_limit:
+            log.warning(
+                "slow_consumer_closed",
+                app_id=self.app.id,
+                socket_id=self.socket_id,
+                buffered=transport.get_write_buffer_size(),
+            )
+            self.close_soon(ErrorCode.OVER_CAPACITY, "Send buffer full: slow consumer")
+
+    def send_message(self, payload: bytes) -> None:
+        """Frame and send one JSON message (for replies to this socket only)."""
+        self.send(text_frame(payload))
+
+    def close_soon(self, code: int, reason: str, *, with_error: bool = True) -> None:
+        """Start closing with ``code``; the reader loop ends when the close is done.
+
+        With ``with_error`` a ``pusher:error`` carrying the same code goes first,
+        for clients that read the reason from the message rather than the close.
+        """
+        if self.state is not ConnState.OPEN:
+            return
+        if with_error and not self._transport.is_closing():
+            self._transport.write(text_frame(error_message(code, reason)))
+        self.state = ConnState.CLOSING
+        self._close_task = asyncio.get_running_loop().create_task(
+            self._close(code, reason)
+        )
+
+    async def _close(self, code: int, reason: str) -> None:
+        try:
+            await self.ws.close(code=code, message=reason.encode()[:120], drain=False)
+        except (ConnectionError, RuntimeError):  # peer already gone
+            pass
+        finally:
+            self.state = ConnState.CLOSED

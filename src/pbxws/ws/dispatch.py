@@ -1,0 +1,270 @@
+"""What a connection does with each client message.
+
+Decisions (may this socket join, is this signature right, what to answer)
+come from :mod:`pbxws.protocol`; this module applies them through the adapter
+and writes the replies. Messages of one connection are handled in order.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from pbxws.adapters.base import PresenceFull
+from pbxws.protocol import messages as m
+from pbxws.protocol.errors import ClientEventRejected, ErrorCode, SubscriptionRefused
+from pbxws.protocol.frames import text_frame
+from pbxws.protocol.names import (
+    SERVER_TO_USER_PREFIX,
+    ChannelKind,
+    channel_kind,
+    is_cache_channel,
+    requires_auth,
+    valid_channel_name,
+)
+from pbxws.protocol.signatures import valid_auth
+from pbxws.runtime import Runtime
+
+from .connection import Connection, ConnState
+
+__all__ = ["dispatch", "leave_all"]
+
+log = structlog.get_logger(__name__)
+
+
+async def dispatch(rt: Runtime, conn: Connection, raw: bytes) -> None:
+    """Handle one text frame from ``conn``; errors go back to that client only."""
+    try:
+        msg = m.decode_client_message(raw)
+    except m.DecodeError as exc:
+        conn.send_message(m.error(None, str(exc)))
+        return
+    event = msg.event
+    try:
+        if event == "pusher:ping":
+            conn.send_message(m.pong())
+        elif event == "pusher:pong":
+            pass  # liveness is recorded for every frame by the reader loop
+        elif event == "pusher:subscribe":
+            await _subscribe(rt, conn, m.decode_data(msg.data, m.SubscribeData))
+        elif event == "pusher:unsubscribe":
+            data = m.decode_data(msg.data, m.SubscribeData)
+            await _unsubscribe(rt, conn, data.channel)
+        elif event.startswith("client-"):
+            await _client_event(rt, conn, msg)
+        elif event == "pusher:signin":
+            _signin(conn, m.decode_data(msg.data, m.SigninData))
+        else:
+            conn.send_message(m.error(None, f"Unsupported event {event[:64]!r}."))
+    except m.DecodeError as exc:
+        conn.send_message(m.error(None, f"{event[:64]}: {exc}"))
+    except SubscriptionRefused as exc:
+        channel = msg.channel or _channel_of(msg)
+        conn.send_message(
+            m.subscription_error(channel, exc.kind, exc.message, exc.code)
+        )
+        log.info(
+            "subscription_refused",
+            app_id=conn.app.id,
+            socket_id=conn.socket_id,
+            channel=channel,
+            status=exc.code,
+            reason=exc.message,
+        )
+    except ClientEventRejected as exc:
+        conn.send_message(m.error(exc.code, exc.message))
+
+
+def _channel_of(msg: m.ClientMessage) -> str:
+    try:
+        return m.decode_data(msg.data, m.SubscribeData).channel
+    except m.DecodeError:
+        return ""
+
+
+async def _subscribe(rt: Runtime, conn: Connection, data: m.SubscribeData) -> None:
+    app = conn.app
+    name = data.channel
+    if len(name) > app.limits.max_channel_name_length:
+        raise SubscriptionRefused(
+            ErrorCode.UNAUTHORIZED,
+            f"The channel name is longer than {app.limits.max_channel_name_length} "
+            "characters.",
+            "LimitReached",
+        )
+    if not valid_channel_name(name):
+        raise SubscriptionRefused(
+            ErrorCode.UNAUTHORIZED,
+            "The channel name contains characters Pusher does not allow.",
+            "InvalidChannelName",
+        )
+    kind = channel_kind(name)
+    if name in conn.channels:
+        # Already subscribed (a client retrying): confirm again, change nothing.
+        if kind is ChannelKind.PRESENCE:
+            members = await rt.adapter.members(app.id, name)
+            conn.send_message(m.presence_subscription_succeeded(name, members))
+        else:
+            conn.send_message(m.subscription_succeeded(name))
+        return
+    if requires_auth(kind):
+        signed = f"{conn.socket_id}:{name}"
+        if kind is ChannelKind.PRESENCE:
+            signed += f":{data.channel_data or ''}"
+        if not data.auth or not valid_auth(app.key, app.secret, data.auth, signed):
+            raise SubscriptionRefused(
+                401, "The connection is unauthorized.", "AuthError"
+            )
+    elif kind is ChannelKind.SERVER_TO_USER and (
+        conn.user_id is None or name[len(SERVER_TO_USER_PREFIX) :] != conn.user_id
+    ):
+        raise SubscriptionRefused(
+            ErrorCode.UNAUTHORIZED,
+            "Only the signed-in user may subscribe to their own channel.",
+            "AuthError",
+        )
+
+    if kind is ChannelKind.PRESENCE:
+        await _join_presence(rt, conn, name, data.channel_data or "")
+    else:
+        await rt.adapter.subscribe(app.id, name, conn)
+        conn.channels[name] = None
+        conn.send_message(m.subscription_succeeded(name))
+    if conn.state is not ConnState.OPEN:
+        # Closed while we awaited the adapter: undo, the cleanup already ran.
+        await _unsubscribe(rt, conn, name)
+        return
+    if is_cache_channel(name):
+        cached = await rt.adapter.cache_get(app.id, name)
+        if cached is None:
+            conn.send_message(m.cache_miss(name))
+        else:
+            conn.send_message(m.channel_event(cached.event, name, cached.data))
+
+
+async def _join_presence(
+    rt: Runtime, conn: Connection, name: str, channel_data: str
+) -> None:
+    app = conn.app
+    try:
+        member = m.decode_presence_member(channel_data)
+    except m.DecodeError as exc:
+        raise SubscriptionRefused(
+            ErrorCode.UNAUTHORIZED, str(exc), "AuthError"
+        ) from None
+    if len(member.user_info) > app.limits.max_presence_member_bytes:
+        raise SubscriptionRefused(
+            ErrorCode.CLIENT_EVENT_REJECTED,
+            f"The user_info is larger than {app.limits.max_presence_member_bytes} "
+            "bytes.",
+            "LimitReached",
+        )
+    try:
+        result = await rt.adapter.join(
+            app.id,
+            name,
+            conn,
+            member.user_id,
+            member.user_info,
+            app.limits.max_presence_members,
+        )
+    except PresenceFull:
+        raise SubscriptionRefused(
+            ErrorCode.OVER_CAPACITY,
+            "The presence channel has its maximum of "
+            f"{app.limits.max_presence_members} members.",
+            "LimitReached",
+        ) from None
+    conn.channels[name] = member.user_id
+    conn.send_message(m.presence_subscription_succeeded(name, result.members))
+    if result.added:
+        frame = text_frame(m.member_added(name, member))
+        await rt.adapter.publish(app.id, name, frame, conn.socket_id)
+
+
+async def _unsubscribe(rt: Runtime, conn: Connection, name: str) -> None:
+    if name not in conn.channels:
+        return
+    del conn.channels[name]
+    app_id = conn.app.id
+    result = await rt.adapter.leave(app_id, name, conn)
+    if result.removed_user is not None:
+        frame = text_frame(m.member_removed(name, result.removed_user))
+        await rt.adapter.publish(app_id, name, frame, None)
+
+
+async def leave_all(rt: Runtime, conn: Connection) -> None:
+    """Leave every channel of a closing connection (member_removed as due)."""
+    for name in list(conn.channels):
+        await _unsubscribe(rt, conn, name)
+
+
+def _signin(conn: Connection, data: m.SigninData) -> None:
+    """Bind the connection to a user (reference §10); refusals close with 4009."""
+    app = conn.app
+    signed = f"{conn.socket_id}::user::{data.user_data}"
+    if not valid_auth(app.key, app.secret, data.auth, signed):
+        conn.close_soon(ErrorCode.UNAUTHORIZED, "Invalid signature for pusher:signin.")
+        return
+    try:
+        user_id = m.decode_user_id(data.user_data)
+    except m.DecodeError as exc:
+        conn.close_soon(ErrorCode.UNAUTHORIZED, str(exc))
+        return
+    if conn.user_id is not None and conn.user_id != user_id:
+        conn.close_soon(
+            ErrorCode.UNAUTHORIZED, "This connection is signed in as another user."
+        )
+        return
+    conn.user_id = user_id
+    conn.send_message(m.signin_success(data.user_data))
+    log.debug("signed_in", app_id=app.id, socket_id=conn.socket_id, user_id=user_id)
+
+
+async def _client_event(rt: Runtime, conn: Connection, msg: m.ClientMessage) -> None:
+    app = conn.app
+    channel = msg.channel
+    if not app.enable_client_messages:
+        raise ClientEventRejected(
+            ErrorCode.CLIENT_EVENT_REJECTED,
+            "The app does not have client messaging enabled.",
+        )
+    if (
+        channel is None
+        or channel not in conn.channels
+        or channel_kind(channel) not in (ChannelKind.PRIVATE, ChannelKind.PRESENCE)
+    ):
+        raise ClientEventRejected(
+            ErrorCode.CLIENT_EVENT_REJECTED,
+            "Client events go to a private or presence channel this socket "
+            "is subscribed to.",
+        )
+    if len(msg.event) > app.limits.max_event_name_length:
+        raise ClientEventRejected(
+            ErrorCode.CLIENT_EVENT_REJECTED,
+            f"The event name is longer than {app.limits.max_event_name_length} "
+            "characters.",
+        )
+    if len(msg.data) > app.limits.max_event_payload_bytes:
+        raise ClientEventRejected(
+            ErrorCode.CLIENT_EVENT_REJECTED,
+            "The event data is larger than "
+            f"{app.limits.max_event_payload_bytes} bytes.",
+        )
+    limit = app.max_client_events_per_sec
+    if limit >= 0:
+        now = time.monotonic()
+        if now - conn.client_events_window >= 1.0:
+            conn.client_events_window = now
+            conn.client_events_count = 0
+        conn.client_events_count += 1
+        if conn.client_events_count > limit:
+            raise ClientEventRejected(
+                ErrorCode.CLIENT_EVENT_REJECTED,
+                "The rate limit for sending client events exceeded the quota.",
+            )
+    # On presence channels the relayed event names its sender (PROTO).
+    user_id = conn.channels[channel]
+    frame = text_frame(m.client_event(msg.event, channel, msg.data, user_id))
+    await rt.adapter.publish(app.id, channel, frame, conn.socket_id)
