@@ -70,14 +70,18 @@ class Server:
     async def _listen(
         self, app: web.Application, host: str, port: int, what: str
     ) -> int:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=_LISTENER_SHUTDOWN_TIMEOUT,
+        )
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(
             runner,
             host,
             port,
-            shutdown_timeout=_LISTENER_SHUTDOWN_TIMEOUT,
             reuse_address=True,
             backlog=1024,
         )

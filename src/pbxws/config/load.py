@@ -71,29 +71,37 @@ def _read_file(path: Path, problems: list[str]) -> Raw | None:
     return raw
 
 
+def _override_path(key: str) -> KeyPath | None:
+    """The field an override key names, or None if it names none."""
+    match = _OVERRIDE.fullmatch(key)
+    if match is None:
+        return None
+    dotted, bracketed, section, name = match.groups()
+    index = dotted or bracketed
+    path: KeyPath = ("apps", int(index), name) if index else (section, name)
+    try:
+        setting_type(path)
+    except KeyError:
+        return None
+    return path
+
+
 def _parse_overrides(
     overrides: Mapping[str, object], problems: list[str]
 ) -> list[Setting]:
     settings: list[Setting] = []
     for key, value in overrides.items():
         source = f"override {key}"
-        match = _OVERRIDE.fullmatch(key)
-        path: KeyPath | None = None
-        if match:
-            dotted, bracketed, section, name = match.groups()
-            index = dotted or bracketed
-            path = ("apps", int(index), name) if index else (section, name)
-        try:
-            if path is None:
-                raise KeyError(key)
-            tp = setting_type(path)
-        except KeyError:
+        path = _override_path(key)
+        if path is None:
             problems.append(f"{source}: unknown setting")
             continue
         try:
-            settings.append(Setting(source, path, convert_value(source, value, tp)))
+            value = convert_value(source, value, setting_type(path))
         except SettingError as exc:
             problems.append(str(exc))
+            continue
+        settings.append(Setting(source, path, value))
     return settings
 
 
@@ -213,11 +221,9 @@ def load_config_with_warnings(
     """
     env = read_environment(environ)
     problems = list(env.problems)
-    file = (
-        path
-        if path is not None
-        else (Path(env.config_file) if env.config_file else None)
-    )
+    file = path
+    if file is None and env.config_file:
+        file = Path(env.config_file)
 
     raw: Raw | None = {}
     if file is not None:
