@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from tests.conftest import timeout
 
 from pbxws.config import (
     AppConfig,
@@ -27,11 +28,10 @@ from pbxws.config import (
     ServerConfig,
 )
 from pbxws.server import Server
-from tests.conftest import timeout
 
 APP_ID = "1"
 APP_KEY = "app-key"
-APP_SECRET = "app-secret"  # noqa: S105 - test credentials
+APP_SECRET = "app-secret"
 
 
 def default_app(**fields: Any) -> AppConfig:

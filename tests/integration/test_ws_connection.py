@@ -7,7 +7,6 @@ import json
 import re
 
 import aiohttp
-
 from tests.conftest import timeout
 
 from .conftest import (

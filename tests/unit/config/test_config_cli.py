@@ -1,6 +1,6 @@
 """``pbxws config validate`` and ``pbxws config show`` through click's CliRunner."""
 
-# ruff: noqa: S105, S106 - literal secrets and passwords are test data here
+
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The environment: SOKETI_* compatibility, PBXWS_* variables, precedence."""
 
-# ruff: noqa: S105 - literal secrets and passwords are test data here
+
 
 from __future__ import annotations
 

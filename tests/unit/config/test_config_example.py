@@ -1,6 +1,6 @@
 """``config.example.toml`` stays loadable, complete and equal to the defaults."""
 
-# ruff: noqa: S106 - literal secrets are test data here
+
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Loading a TOML file: decoding, msgspec paths, value checks, overrides."""
 
-# ruff: noqa: S105, S106 - literal secrets and passwords are test data here
+
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The model: defaults, limits resolution, secret masking."""
 
-# ruff: noqa: S106 - literal secrets and passwords are test data here
+
 
 from __future__ import annotations
 

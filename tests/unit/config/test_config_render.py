@@ -1,6 +1,6 @@
 """Printing a configuration: masking and the TOML writer."""
 
-# ruff: noqa: S105, S106 - literal secrets and passwords are test data here
+
 
 from __future__ import annotations
 

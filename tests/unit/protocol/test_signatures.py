@@ -12,7 +12,7 @@ from pbxws.protocol.signatures import (
 )
 
 KEY = "278d425bdf160c739803"
-SECRET = "7ad3773142a6692b25b8"  # noqa: S105 - the reference's public test vector
+SECRET = "7ad3773142a6692b25b8"
 
 
 def test_private_channel_vector() -> None:
