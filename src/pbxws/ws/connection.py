@@ -31,6 +31,9 @@ __all__ = ["ConnState", "Connection"]
 
 log = structlog.get_logger(__name__)
 
+# Seconds a closing client gets to take the rest of its bytes before we drop it.
+_ABORT_AFTER = 10.0
+
 
 class ConnState(enum.Enum):
     """Where a connection is in its life."""
