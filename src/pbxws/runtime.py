@@ -21,14 +21,21 @@ __all__ = ["RUNTIME", "Runtime"]
 class Runtime:
     """What the request handlers of one node read and update."""
 
-    def __init__(self, config: Config, apps: AppDirectory, adapter: Adapter) -> None:
+    def __init__(
+        self,
+        config: Config,
+        apps: AppDirectory,
+        adapter: Adapter,
+        socket_ids: SocketIdFactory,
+    ) -> None:
         self.config = config
         self.apps = apps
         # Channel state and delivery, local or cluster-wide.
         self.adapter = adapter
         # Every open connection of this node, by socket id.
         self.connections: dict[str, Connection] = {}
-        self.socket_ids = SocketIdFactory()
+        # Makes socket ids; its node prefix also names this node in a cluster.
+        self.socket_ids = socket_ids
         # False while starting and draining: /ready is 503, new sockets get 4200.
         self.accepting = False
         # Set whenever `connections` is empty; awaited by the drain.

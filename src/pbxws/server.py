@@ -14,6 +14,7 @@ import structlog
 from aiohttp import web
 
 from pbxws import __version__
+from pbxws.adapters.base import Adapter
 from pbxws.adapters.local import LocalAdapter
 from pbxws.apps import App, AppDirectory
 from pbxws.config import Config
@@ -24,6 +25,7 @@ from pbxws.protocol.errors import ErrorCode
 from pbxws.runtime import RUNTIME, Runtime
 from pbxws.ws.endpoint import handle_websocket
 from pbxws.ws.heartbeat import run_heartbeat
+from pbxws.ws.socket_ids import SocketIdFactory
 
 __all__ = ["Server", "StartupError"]
 
@@ -44,13 +46,25 @@ def _bound_port(runner: web.AppRunner) -> int:
     raise StartupError("the listener has no TCP address")
 
 
+def _adapter(config: Config, node: str) -> Adapter:
+    """The adapter the config asks for; the node id names this node in Redis."""
+    if config.adapter.driver == "redis":
+        from pbxws.adapters.redis import RedisAdapter
+
+        return RedisAdapter(config.redis, config.adapter, node)
+    return LocalAdapter()
+
+
 class Server:
     """One pbxws node: WebSocket + HTTP API listener and operations listener."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         apps = AppDirectory(App.from_config(a, config.limits) for a in config.apps)
-        self.runtime = Runtime(config, apps, LocalAdapter())
+        socket_ids = SocketIdFactory()
+        self.runtime = Runtime(
+            config, apps, _adapter(config, socket_ids.node), socket_ids
+        )
         # Actual ports once started (the config may say 0).
         self.port = 0
         self.metrics_port = 0

@@ -21,10 +21,12 @@ import pytest
 from tests.conftest import timeout
 
 from pbxws.config import (
+    AdapterConfig,
     AppConfig,
     Config,
     LimitsConfig,
     MetricsConfig,
+    RedisConfig,
     ServerConfig,
 )
 from pbxws.server import Server
@@ -43,13 +45,25 @@ def make_config(
     *,
     apps: list[AppConfig] | None = None,
     limits: LimitsConfig | None = None,
+    redis_port: int | None = None,
+    adapter: AdapterConfig | None = None,
     **server: Any,
 ) -> Config:
-    """A config on free loopback ports with ``server`` fields overridden."""
+    """A config on free loopback ports with ``server`` fields overridden.
+
+    With ``redis_port`` the node uses the redis adapter on that server.
+    """
+    adapter = adapter or AdapterConfig(
+        driver="redis" if redis_port else "local",
+        node_ttl=2.0,
+        heartbeat_interval=0.2,
+    )
     return Config(
         server=ServerConfig(**{"host": "127.0.0.1", "port": 0, **server}),
         metrics=MetricsConfig(host="127.0.0.1", port=0),
         limits=limits or LimitsConfig(),
+        adapter=adapter,
+        redis=RedisConfig(host="127.0.0.1", port=redis_port or 6379),
         apps=apps if apps is not None else [default_app()],
     )
 
@@ -65,13 +79,27 @@ async def eventually(condition: Callable[[], bool], what: str) -> None:
 NodeFactory = Callable[..., Awaitable[Server]]
 
 
+@pytest.fixture(params=["local", "redis"])
+def adapter_driver(request: pytest.FixtureRequest) -> str:
+    """Every integration test runs once per adapter."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def node() -> AsyncIterator[NodeFactory]:
-    """Factory: ``await node(apps=[...], activity_timeout=1, ...)`` -> started Server."""
+async def node(
+    adapter_driver: str, request: pytest.FixtureRequest
+) -> AsyncIterator[NodeFactory]:
+    """Factory: ``await node(apps=[...], activity_timeout=1, ...)`` -> started Server.
+
+    With the redis adapter, nodes share the test's own redis-server.
+    """
     servers: list[Server] = []
+    redis_port = None
+    if adapter_driver == "redis":
+        redis_port = request.getfixturevalue("redis_server").port
 
     async def start(config: Config | None = None, **kwargs: Any) -> Server:
-        server = Server(config or make_config(**kwargs))
+        server = Server(config or make_config(redis_port=redis_port, **kwargs))
         await asyncio.wait_for(server.start(), timeout())
         servers.append(server)
         return server

@@ -16,7 +16,14 @@ import msgspec
 from pbxws.channels.cache import CachedEvent
 from pbxws.channels.registry import Subscriber
 
-__all__ = ["Adapter", "ChannelCounts", "JoinResult", "LeaveResult", "PresenceFull"]
+__all__ = [
+    "Adapter",
+    "AdapterUnavailable",
+    "ChannelCounts",
+    "JoinResult",
+    "LeaveResult",
+    "PresenceFull",
+]
 
 
 class ChannelCounts(msgspec.Struct, frozen=True):
@@ -49,6 +56,10 @@ class LeaveResult(msgspec.Struct, frozen=True):
 
 class PresenceFull(Exception):
     """The presence channel has ``max_members`` users; the joiner is not one."""
+
+
+class AdapterUnavailable(Exception):
+    """The cluster can't take this publication now; the API must answer 503."""
 
 
 class Adapter(Protocol):
@@ -93,7 +104,12 @@ class Adapter(Protocol):
     async def publish(
         self, app_id: str, channel: str, frame: bytes, except_socket: str | None
     ) -> None:
-        """Deliver a pre-framed event to every subscriber of ``channel``."""
+        """Deliver a pre-framed event to every subscriber of ``channel``.
+
+        Raises:
+            AdapterUnavailable: If the event was delivered here but can't be
+                queued for the other nodes; then the API must answer 503.
+        """
 
     async def channels(self, app_id: str, prefix: str) -> dict[str, ChannelCounts]:
         """Occupied channels whose name starts with ``prefix``."""
@@ -103,6 +119,9 @@ class Adapter(Protocol):
 
     async def members(self, app_id: str, channel: str) -> dict[str, msgspec.Raw]:
         """Roster of a presence channel: user id -> raw user_info."""
+
+    async def terminate_user(self, app_id: str, user_id: str) -> None:
+        """Close every connection signed in as ``user_id``, on every node."""
 
     async def cache_put(
         self, app_id: str, channel: str, event: str, data: str, ttl: float

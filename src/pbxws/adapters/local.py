@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Final
 
 import msgspec
 
 from pbxws.channels.cache import CachedEvent, EventCache
 from pbxws.channels.registry import AppChannels, Subscriber
+from pbxws.protocol.errors import ErrorCode
 
 from .base import ChannelCounts, JoinResult, LeaveResult, PresenceFull
 
 __all__ = ["LocalAdapter"]
 
 _CACHE_SWEEP_INTERVAL = 60.0
+
+# How terminate_connections closes a socket (Soketi's code and words).
+TERMINATED: Final = (int(ErrorCode.UNAUTHORIZED), "You got disconnected by the app.")
 
 
 class LocalAdapter:
@@ -116,6 +121,11 @@ class LocalAdapter:
         reg = self._apps.get(app_id)
         ch = None if reg is None else reg.channels.get(channel)
         return {} if ch is None else ch.roster()
+
+    async def terminate_user(self, app_id: str, user_id: str) -> None:
+        reg = self._apps.get(app_id)
+        if reg is not None:
+            reg.terminate_user(user_id, *TERMINATED)
 
     async def cache_put(
         self, app_id: str, channel: str, event: str, data: str, ttl: float

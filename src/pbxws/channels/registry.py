@@ -24,8 +24,15 @@ class Subscriber(Protocol):
     @property
     def socket_id(self) -> str: ...
 
+    @property
+    def user_id(self) -> str | None:
+        """The user bound by pusher:signin, if any."""
+
     def send(self, frame: bytes) -> None:
         """Queue one pre-framed WebSocket frame; never blocks, never raises."""
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Start closing the connection with a Pusher close code."""
 
 
 class _Member:
@@ -172,6 +179,13 @@ class AppChannels:
                 conn.send(frame)
                 sent += 1
         return sent
+
+    def terminate_user(self, user_id: str, code: int, reason: str) -> int:
+        """Close every connection signed in as ``user_id``; returns how many."""
+        victims = [c for c in self.connections.values() if c.user_id == user_id]
+        for conn in victims:
+            conn.close_soon(code, reason)
+        return len(victims)
 
     def iter_channels(self, prefix: str = "") -> Iterator[Channel]:
         """Occupied channels whose name starts with ``prefix``."""

@@ -23,9 +23,4 @@ def unsupported_features(config: Config) -> list[str]:
                 f"apps[{i}].webhooks: webhook delivery is not implemented "
                 "in this version yet (issue #6)"
             )
-    if config.adapter.driver == "redis":
-        problems.append(
-            "adapter.driver: the redis adapter is not implemented "
-            "in this version yet (issue #4)"
-        )
     return problems

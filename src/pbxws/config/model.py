@@ -183,6 +183,14 @@ class AdapterConfig(Base, frozen=True):
     driver: Literal["local", "redis"] = "local"
     # Prefix of the adapter's pub/sub channel names (SOKETI_ADAPTER_REDIS_PREFIX).
     redis_prefix: str = ""
+    # Seconds a node's lease lives without renewal; a node silent that long is
+    # dead and its members are removed by the survivors (redis driver).
+    node_ttl: float = 5.0
+    # Seconds between lease renewals, janitor sweeps and reconnect attempts.
+    heartbeat_interval: float = 1.0
+    # Publications kept for the other nodes while Redis is unreachable; past
+    # this the HTTP API answers 503 so the publisher retries.
+    outbox_limit: int = 10000
 
 
 class RedisConfig(Base, frozen=True):

@@ -160,6 +160,15 @@ def _check_redis_and_ssl(c: _Checker, config: Config) -> None:
     c.port("redis.port", config.redis.port, low=1)
     if config.redis.db < 0:
         c.add("redis.db", f"must be 0 or more, got {config.redis.db}")
+    adapter = config.adapter
+    for name in ("node_ttl", "heartbeat_interval", "outbox_limit"):
+        c.positive(f"adapter.{name}", getattr(adapter, name))
+    if adapter.heartbeat_interval * 2 > adapter.node_ttl:
+        c.add(
+            "adapter.heartbeat_interval",
+            f"must be at most half of adapter.node_ttl ({adapter.node_ttl}), "
+            f"got {adapter.heartbeat_interval}",
+        )
     ssl = config.ssl
     if ssl.cert and not ssl.key:
         c.add("ssl.key", "must be set when ssl.cert is set")

@@ -12,6 +12,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
+from pbxws.adapters.base import AdapterUnavailable
 from pbxws.protocol.errors import ApiError
 
 __all__ = ["error_middleware", "json_error", "json_response"]
@@ -52,6 +53,14 @@ async def error_middleware(
             reason=exc.message,
         )
         return json_error(exc.code, exc.message)
+    except AdapterUnavailable as exc:
+        log.error(
+            "api_publish_unavailable",
+            app_id=request.match_info.get("app_id"),
+            path=request.path,
+            reason=str(exc),
+        )
+        return json_error(503, f"{exc} Retry later.")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

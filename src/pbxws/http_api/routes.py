@@ -8,7 +8,7 @@ from aiohttp import web
 
 from pbxws.apps import App
 from pbxws.protocol.api import Trigger, decode_batch, decode_trigger, parse_info
-from pbxws.protocol.errors import ApiError, ErrorCode
+from pbxws.protocol.errors import ApiError
 from pbxws.protocol.frames import text_frame
 from pbxws.protocol.messages import channel_event
 from pbxws.protocol.names import ChannelKind, channel_kind, is_cache_channel
@@ -152,10 +152,7 @@ async def terminate_connections(request: web.Request) -> web.Response:
     """POST /apps/{app_id}/users/{user_id}/terminate_connections."""
     rt = request.app[RUNTIME]
     app, _ = await authenticate(request)
-    user_id = request.match_info["user_id"]
-    for conn in list(rt.connections.values()):
-        if conn.app.id == app.id and conn.user_id == user_id:
-            conn.close_soon(ErrorCode.UNAUTHORIZED, "You got disconnected by the app.")
+    await rt.adapter.terminate_user(app.id, request.match_info["user_id"])
     return json_response({})
 
 

@@ -1,7 +1,5 @@
 """``pbxws config validate`` and ``pbxws config show`` through click's CliRunner."""
 
-
-
 from __future__ import annotations
 
 import os
@@ -116,7 +114,7 @@ def test_validate_missing_file_exits_2(tmp_path: Path) -> None:
 
 
 def test_validate_refuses_unsupported_features(tmp_path: Path) -> None:
-    """Webhooks and the redis adapter load, but validate exits 2 until they land."""
+    """Webhooks load, but validate exits 2 until delivery lands; redis is supported."""
     text = (
         '[adapter]\ndriver = "redis"\n'
         '[[apps]]\nid = "a"\nkey = "k"\nsecret = "s"\n'
@@ -127,8 +125,6 @@ def test_validate_refuses_unsupported_features(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [
         "apps[0].webhooks: webhook delivery is not implemented in this version yet "
         "(issue #6)",
-        "adapter.driver: the redis adapter is not implemented in this version yet "
-        "(issue #4)",
     ]
 
 

@@ -1,7 +1,5 @@
 """The environment: SOKETI_* compatibility, PBXWS_* variables, precedence."""
 
-
-
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,7 +1,5 @@
 """``config.example.toml`` stays loadable, complete and equal to the defaults."""
 
-
-
 from __future__ import annotations
 
 from pathlib import Path

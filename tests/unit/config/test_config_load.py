@@ -1,7 +1,5 @@
 """Loading a TOML file: decoding, msgspec paths, value checks, overrides."""
 
-
-
 from __future__ import annotations
 
 from pathlib import Path
@@ -343,12 +341,10 @@ def test_load_config_with_warnings_returns_them() -> None:
 
 
 def test_unsupported_features_are_listed(tmp_path: Path) -> None:
-    """Webhooks and the redis adapter load, but are reported as not implemented yet."""
+    """Webhooks load, but are reported as not implemented yet."""
     config = load_config(_write(tmp_path, GOOD), {})
     assert unsupported_features(config) == [
         "apps[1].webhooks: webhook delivery is not implemented in this version yet "
         "(issue #6)",
-        "adapter.driver: the redis adapter is not implemented in this version yet "
-        "(issue #4)",
     ]
     assert unsupported_features(Config()) == []

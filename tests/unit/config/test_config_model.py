@@ -1,7 +1,5 @@
 """The model: defaults, limits resolution, secret masking."""
 
-
-
 from __future__ import annotations
 
 import msgspec

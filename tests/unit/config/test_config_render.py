@@ -1,7 +1,5 @@
 """Printing a configuration: masking and the TOML writer."""
 
-
-
 from __future__ import annotations
 
 import msgspec

@@ -1,0 +1,149 @@
+"""Lua scripts that decide cluster-wide transitions atomically in Redis.
+
+Key layout (``P`` is the configured key prefix + ``pbxws:``)::
+
+    P nodes                      SET   ids of nodes that hold a lease (or did)
+    P lease:{node}               STR   the node's lease, expires after node_ttl
+    P app:{app}:channels         HASH  channel -> subscriptions, cluster-wide
+    P app:{app}:conns            HASH  node -> open connections of the app
+    P app:{app}:ch:{ch}:members  HASH  user id -> raw user_info (presence)
+    P app:{app}:ch:{ch}:refs     HASH  user id -> sockets of that user, cluster-wide
+    P app:{app}:cache:{ch}       STR   last event of a cache channel (with TTL)
+    P node:{node}:subs           HASH  "app\\0ch" -> this node's subscriptions
+    P node:{node}:presence       HASH  "app\\0ch\\0user" -> this node's sockets
+    P node:{node}:apps           SET   apps this node has connections in
+
+Every change is recorded twice: in the cluster-wide totals that answer
+queries, and in the owning node's own hashes, so that when a node dies its
+whole contribution can be subtracted in one script (``CLEANUP``) that also
+reports which members and channels that made disappear. Each script is atomic,
+so a transition (first socket of a user, last subscriber of a channel) is
+seen by exactly one caller, however many nodes race.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["CLEANUP", "CONNECT", "DISCONNECT", "JOIN", "LEAVE", "SUBSCRIBE"]
+
+# ARGV: prefix, node, app, max_connections. Returns 1 (registered) or 0 (quota).
+CONNECT: Final = """
+local p, node, app, max = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local key = p .. 'app:' .. app .. ':conns'
+if max >= 0 then
+  local total = 0
+  for _, v in ipairs(redis.call('HVALS', key)) do total = total + tonumber(v) end
+  if total >= max then return 0 end
+end
+redis.call('HINCRBY', key, node, 1)
+redis.call('SADD', p .. 'node:' .. node .. ':apps', app)
+return 1
+"""
+
+# ARGV: prefix, node, app.
+DISCONNECT: Final = """
+local p, node, app = ARGV[1], ARGV[2], ARGV[3]
+local key = p .. 'app:' .. app .. ':conns'
+if redis.call('HINCRBY', key, node, -1) <= 0 then redis.call('HDEL', key, node) end
+return 1
+"""
+
+# ARGV: prefix, node, app, channel. Returns 1 if the channel became occupied.
+SUBSCRIBE: Final = """
+local p, node, app, ch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+redis.call('HINCRBY', p .. 'node:' .. node .. ':subs', app .. '\\0' .. ch, 1)
+return redis.call('HINCRBY', p .. 'app:' .. app .. ':channels', ch, 1) == 1 and 1 or 0
+"""
+
+# ARGV: prefix, node, app, channel, user id, user_info, max members.
+# Returns {-1} when full, else {occupied, added, roster...}.
+JOIN: Final = """
+local p, node, app, ch, uid, info = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local maxm = tonumber(ARGV[7])
+local base = p .. 'app:' .. app .. ':ch:' .. ch
+local total = tonumber(redis.call('HGET', base .. ':refs', uid) or '0')
+if total == 0 and maxm >= 0 and redis.call('HLEN', base .. ':members') >= maxm then
+  return {-1}
+end
+local field = app .. '\\0' .. ch
+redis.call('HINCRBY', p .. 'node:' .. node .. ':subs', field, 1)
+redis.call('HINCRBY', p .. 'node:' .. node .. ':presence', field .. '\\0' .. uid, 1)
+local occupied = redis.call('HINCRBY', p .. 'app:' .. app .. ':channels', ch, 1) == 1
+redis.call('HINCRBY', base .. ':refs', uid, 1)
+local added = 0
+if total == 0 then
+  redis.call('HSET', base .. ':members', uid, info)
+  added = 1
+end
+local out = {occupied and 1 or 0, added}
+for _, v in ipairs(redis.call('HGETALL', base .. ':members')) do out[#out + 1] = v end
+return out
+"""
+
+# ARGV: prefix, node, app, channel, user id ('' when not presence).
+# Returns {vacated, removed}; {0, 0} when this node had no such subscription.
+LEAVE: Final = """
+local p, node, app, ch, uid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local nsubs = p .. 'node:' .. node .. ':subs'
+local field = app .. '\\0' .. ch
+local mine = redis.call('HINCRBY', nsubs, field, -1)
+if mine <= 0 then redis.call('HDEL', nsubs, field) end
+if mine < 0 then return {0, 0} end
+local chans = p .. 'app:' .. app .. ':channels'
+local vacated = 0
+if redis.call('HINCRBY', chans, ch, -1) <= 0 then
+  redis.call('HDEL', chans, ch)
+  vacated = 1
+end
+local removed = 0
+if uid ~= '' then
+  local np = p .. 'node:' .. node .. ':presence'
+  local pf = field .. '\\0' .. uid
+  if redis.call('HINCRBY', np, pf, -1) <= 0 then redis.call('HDEL', np, pf) end
+  local base = p .. 'app:' .. app .. ':ch:' .. ch
+  if redis.call('HINCRBY', base .. ':refs', uid, -1) <= 0 then
+    redis.call('HDEL', base .. ':refs', uid)
+    redis.call('HDEL', base .. ':members', uid)
+    removed = 1
+  end
+end
+return {vacated, removed}
+"""
+
+# ARGV: prefix, node. Subtracts the node's whole contribution and forgets it.
+# Returns a flat list of transitions: 'm', app, channel, user (member gone) and
+# 'v', app, channel, '' (channel vacated). Running it twice finds nothing the
+# second time, so whoever runs it first is the one that reports.
+CLEANUP: Final = """
+local p, node = ARGV[1], ARGV[2]
+local out = {}
+local np = p .. 'node:' .. node .. ':presence'
+local entries = redis.call('HGETALL', np)
+for i = 1, #entries, 2 do
+  local app, ch, uid = string.match(entries[i], '^(.-)%z(.-)%z(.*)$')
+  local base = p .. 'app:' .. app .. ':ch:' .. ch
+  if redis.call('HINCRBY', base .. ':refs', uid, -tonumber(entries[i + 1])) <= 0 then
+    redis.call('HDEL', base .. ':refs', uid)
+    redis.call('HDEL', base .. ':members', uid)
+    out[#out + 1] = 'm'; out[#out + 1] = app; out[#out + 1] = ch; out[#out + 1] = uid
+  end
+end
+local ns = p .. 'node:' .. node .. ':subs'
+entries = redis.call('HGETALL', ns)
+for i = 1, #entries, 2 do
+  local app, ch = string.match(entries[i], '^(.-)%z(.*)$')
+  local chans = p .. 'app:' .. app .. ':channels'
+  if redis.call('HINCRBY', chans, ch, -tonumber(entries[i + 1])) <= 0 then
+    redis.call('HDEL', chans, ch)
+    out[#out + 1] = 'v'; out[#out + 1] = app; out[#out + 1] = ch; out[#out + 1] = ''
+  end
+end
+local apps = p .. 'node:' .. node .. ':apps'
+for _, app in ipairs(redis.call('SMEMBERS', apps)) do
+  redis.call('HDEL', p .. 'app:' .. app .. ':conns', node)
+end
+redis.call('DEL', np, ns, apps)
+redis.call('SREM', p .. 'nodes', node)
+return out
+"""

@@ -1,0 +1,571 @@
+"""The Redis adapter: Redis is the single source of truth for a cluster.
+
+Theory of operation.
+
+*Delivery.* A publication is written to this node's subscribers at once and
+published once on the bus (``PUBLISH``); every other node writes it to its
+own subscribers. Frames travel pre-built, so no node re-encodes them.
+
+*State.* Occupancy, presence rosters and connection counts live in Redis,
+changed only by the Lua scripts of :mod:`pbxws.adapters.lua`, which decide each
+transition atomically: exactly one ``member_added`` per user joining, one
+``member_removed`` per user leaving, whatever the number of tabs and nodes.
+Queries (``subscription_succeeded`` rosters, the HTTP API) read that state: no
+scatter-gather, no timeouts. This node also keeps its own subscribers in a
+local registry for fan-out.
+
+*Liveness.* Each node renews a lease (``lease:{node}``, ``node_ttl``). Every
+``heartbeat_interval`` each node sweeps the node set: a node whose lease is
+gone is cleaned up by ``CLEANUP``, which subtracts its contribution and
+reports the members and channels that vanished. The script is atomic and
+deletes what it subtracts, so only the first node to run it reports, and that
+node publishes the ``member_removed`` events.
+
+*Rejoin and outage.* When this node finds its own lease gone (it was paused or
+cut off) or Redis comes back after an outage, it *resyncs*: it cleans up its
+own stale contribution and re-asserts what its live sockets hold, publishing
+only the net transitions (a member that was removed and is re-added is not
+announced at all). While Redis is unreachable the node keeps serving its own
+clients from the local registry, delivers publications locally at once and
+holds them in a bounded outbox for the other nodes; when the outbox is full
+``publish`` raises :class:`AdapterUnavailable` and the API answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import secrets
+from typing import Any, Final
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+from pbxws.channels.cache import CachedEvent
+from pbxws.channels.registry import Subscriber
+from pbxws.config import AdapterConfig, RedisConfig
+from pbxws.protocol.frames import text_frame
+from pbxws.protocol.messages import PresenceMember, member_added, member_removed
+
+from . import bus, lua
+from .base import (
+    AdapterUnavailable,
+    ChannelCounts,
+    JoinResult,
+    LeaveResult,
+    PresenceFull,
+)
+from .local import TERMINATED, LocalAdapter
+
+__all__ = ["RedisAdapter"]
+
+log = structlog.get_logger(__name__)
+
+_cache_codec: Final = msgspec.msgpack.Decoder(tuple[str, str])
+_cache_encoder: Final = msgspec.msgpack.Encoder()
+# Longest wait between reconnect attempts while Redis is down.
+_MAX_BACKOFF: Final = 5.0
+# Transition kinds reported by lua.CLEANUP.
+_MEMBER, _VACATED = b"m", b"v"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _bytes(value: bytes | str | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+class RedisAdapter:
+    """Channel state in Redis; delivery through this node and the Redis bus."""
+
+    def __init__(
+        self, redis_config: RedisConfig, config: AdapterConfig, node: str
+    ) -> None:
+        self._cfg = config
+        # This node's id in Redis keys; the socket-id prefix, unique per process.
+        self.node = node
+        self._prefix = f"{redis_config.key_prefix}pbxws:"
+        self._channel = f"{config.redis_prefix}pbxws#bus".encode()
+        self._redis = aioredis.Redis(
+            host=redis_config.host,
+            port=redis_config.port,
+            db=redis_config.db,
+            username=redis_config.username,
+            password=redis_config.password,
+            ssl=redis_config.tls,
+            socket_timeout=max(1.0, config.heartbeat_interval * 2),
+            socket_connect_timeout=max(1.0, config.heartbeat_interval * 2),
+        )
+        self._scripts = {
+            name: self._redis.register_script(getattr(lua, name))
+            for name in (
+                "CONNECT",
+                "DISCONNECT",
+                "SUBSCRIBE",
+                "JOIN",
+                "LEAVE",
+                "CLEANUP",
+            )
+        }
+        # This node's subscribers, for fan-out (and its view during an outage).
+        self.local = LocalAdapter()
+        # Publications not yet sent to the other nodes (Redis unreachable).
+        self._outbox: collections.deque[bytes] = collections.deque()
+        # Whether the last Redis call worked; False during an outage.
+        self.online = False
+        # Set when our Redis contribution may be stale (outage, lost lease).
+        self._dirty = False
+        self._tasks: list[asyncio.Task[None]] = []
+        # The Redis data generation we last saw; a new one means Redis lost it.
+        self._epoch: bytes | None = None
+        # Presence changes decided locally during an outage, announced on resync.
+        self._pending_joins: set[tuple[str, str, str]] = set()
+        self._pending_leaves: set[tuple[str, str, str]] = set()
+
+    # --- lifecycle ---
+
+    async def start(self) -> None:
+        """Take the lease and start the bus listener and the heartbeat.
+
+        A Redis that is down at start is an outage like any other: the node
+        serves its own clients and joins the cluster when Redis answers.
+        """
+        await self.local.start()
+        try:
+            await self._check_epoch()
+            await self._register()
+            self.online = True
+        except (RedisError, OSError) as exc:
+            log.error("redis_unreachable", error=str(exc), node=self.node)
+            self._dirty = True
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._listen()),
+            loop.create_task(self._heartbeat()),
+        ]
+
+    async def stop(self) -> None:
+        """Leave the cluster now: our members are removed at once, not after a TTL."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.online:
+            with contextlib.suppress(RedisError, OSError):
+                await self._flush_outbox()
+                await self._report(await self._cleanup(self.node))
+                await self._redis.delete(self._key("lease", self.node))
+        await self.local.stop()
+        await self._redis.aclose()
+
+    def _key(self, *parts: str) -> str:
+        return self._prefix + ":".join(parts)
+
+    async def _register(self) -> None:
+        await self._redis.sadd(self._key("nodes"), self.node)
+        await self._redis.set(
+            self._key("lease", self.node), b"1", px=int(self._cfg.node_ttl * 1000)
+        )
+
+    # --- Redis calls with outage handling -------------------------------------------
+
+    async def _run(self, script: str, *args: Any) -> Any:
+        """Run a Lua script; on failure mark the node offline and re-raise."""
+        try:
+            return await self._scripts[script](args=[self._prefix, self.node, *args])
+        except (RedisError, OSError) as exc:
+            self._went_offline(exc)
+            raise
+
+    def _went_offline(self, exc: BaseException) -> None:
+        if self.online:
+            log.error("redis_outage_started", error=str(exc), node=self.node)
+        self.online = False
+        self._dirty = True
+
+    # --- connections ---
+
+    async def add_connection(
+        self, app_id: str, conn: Subscriber, max_connections: int
+    ) -> bool:
+        if self.online:
+            try:
+                if not await self._run("CONNECT", app_id, max_connections):
+                    return False
+            except (RedisError, OSError):
+                pass  # outage: the local view decides
+        return await self.local.add_connection(
+            app_id, conn, -1 if self.online else max_connections
+        )
+
+    async def remove_connection(self, app_id: str, conn: Subscriber) -> None:
+        await self.local.remove_connection(app_id, conn)
+        if self.online:
+            with contextlib.suppress(RedisError, OSError):
+                await self._run("DISCONNECT", app_id)
+
+    # --- subscriptions ---
+
+    async def subscribe(self, app_id: str, channel: str, conn: Subscriber) -> bool:
+        local_first = await self.local.subscribe(app_id, channel, conn)
+        if self.online:
+            try:
+                return bool(await self._run("SUBSCRIBE", app_id, channel))
+            except (RedisError, OSError):
+                pass
+        return local_first
+
+    async def join(
+        self,
+        app_id: str,
+        channel: str,
+        conn: Subscriber,
+        user_id: str,
+        user_info: msgspec.Raw,
+        max_members: int,
+    ) -> JoinResult:
+        if self.online:
+            try:
+                out = await self._run(
+                    "JOIN", app_id, channel, user_id, bytes(user_info), max_members
+                )
+            except (RedisError, OSError):
+                pass
+            else:
+                if out[0] == -1:
+                    raise PresenceFull(channel)
+                self.local.registry(app_id).join(channel, conn, user_id, user_info)
+                roster = {
+                    out[i].decode(): msgspec.Raw(out[i + 1])
+                    for i in range(2, len(out), 2)
+                }
+                return JoinResult(
+                    occupied=bool(out[0]), added=bool(out[1]), members=roster
+                )
+        # Outage: serve the local view; the change is announced on resync.
+        local = await self.local.join(
+            app_id, channel, conn, user_id, user_info, max_members
+        )
+        if local.added:
+            self._pending_joins.add((app_id, channel, user_id))
+        return JoinResult(occupied=False, added=False, members=local.members)
+
+    async def leave(self, app_id: str, channel: str, conn: Subscriber) -> LeaveResult:
+        reg = self.local.registry(app_id)
+        local_channel = reg.channels.get(channel)
+        user_id = None if local_channel is None else local_channel.subscribers.get(conn)
+        local = await self.local.leave(app_id, channel, conn)
+        if self.online:
+            try:
+                vacated, removed = await self._run(
+                    "LEAVE", app_id, channel, user_id or ""
+                )
+            except (RedisError, OSError):
+                pass
+            else:
+                return LeaveResult(
+                    removed_user=user_id if removed else None, vacated=bool(vacated)
+                )
+        if local.removed_user is not None:
+            self._pending_leaves.add((app_id, channel, local.removed_user))
+        return LeaveResult(removed_user=None, vacated=False)
+
+    # --- delivery ---
+
+    async def publish(
+        self, app_id: str, channel: str, frame: bytes, except_socket: str | None
+    ) -> None:
+        await self.local.publish(app_id, channel, frame, except_socket)
+        await self._send(
+            bus.Broadcast(self.node, app_id, channel, frame, except_socket)
+        )
+
+    async def terminate_user(self, app_id: str, user_id: str) -> None:
+        await self.local.terminate_user(app_id, user_id)
+        await self._send(bus.Terminate(self.node, app_id, user_id))
+
+    async def _send(self, message: bus.Message) -> None:
+        data = bus.encode(message)
+        if self.online and not self._outbox:
+            try:
+                await self._redis.publish(self._channel, data)
+                return
+            except (RedisError, OSError) as exc:
+                self._went_offline(exc)
+        if len(self._outbox) >= self._cfg.outbox_limit:
+            log.error("redis_outbox_full", node=self.node, held=len(self._outbox))
+            raise AdapterUnavailable("Redis is unreachable and the outbox is full.")
+        self._outbox.append(data)
+
+    async def _flush_outbox(self) -> None:
+        while self._outbox:
+            await self._redis.publish(self._channel, self._outbox[0])
+            self._outbox.popleft()
+
+    def _deliver(self, data: bytes) -> None:
+        """Handle one bus message from another node."""
+        try:
+            message = bus.decode(data)
+        except msgspec.DecodeError:
+            log.warning("bus_message_ignored", size=len(data))
+            return
+        if message.node == self.node:
+            return
+        reg = self.local._apps.get(message.app_id)
+        if reg is None:
+            return
+        if isinstance(message, bus.Broadcast):
+            reg.fan_out(message.channel, message.frame, message.except_socket)
+        else:
+            reg.terminate_user(message.user_id, *TERMINATED)
+
+    async def _listen(self) -> None:
+        """Read the bus forever, resubscribing after outages."""
+        backoff = 0.1
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                backoff = 0.1
+                while True:
+                    msg = await pubsub.get_message(timeout=None)
+                    if msg is not None and msg["type"] == "message":
+                        self._deliver(msg["data"])
+            except (RedisError, OSError) as exc:
+                self._went_offline(exc)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(backoff)
+            backoff = min(_MAX_BACKOFF, backoff * 2)
+
+    # --- queries ---
+
+    async def channels(self, app_id: str, prefix: str) -> dict[str, ChannelCounts]:
+        if not self.online:
+            return await self.local.channels(app_id, prefix)
+        raw = await self._redis.hgetall(self._key("app", app_id, "channels"))
+        counts = {_text(k): int(v) for k, v in raw.items()}
+        names = [name for name in counts if name.startswith(prefix)]
+        pipe = self._redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hlen(self._key("app", app_id, "ch", name, "members"))
+        users = await pipe.execute()
+        return {
+            name: ChannelCounts(counts[name], int(n))
+            for name, n in zip(names, users, strict=True)
+        }
+
+    async def channel(self, app_id: str, channel: str) -> ChannelCounts:
+        if not self.online:
+            return await self.local.channel(app_id, channel)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hget(self._key("app", app_id, "channels"), channel)
+        pipe.hlen(self._key("app", app_id, "ch", channel, "members"))
+        subs, users = await pipe.execute()
+        return ChannelCounts(int(subs or 0), int(users))
+
+    async def members(self, app_id: str, channel: str) -> dict[str, msgspec.Raw]:
+        if not self.online:
+            return await self.local.members(app_id, channel)
+        raw = await self._redis.hgetall(
+            self._key("app", app_id, "ch", channel, "members")
+        )
+        return {_text(k): msgspec.Raw(v) for k, v in raw.items()}
+
+    async def cache_put(
+        self, app_id: str, channel: str, event: str, data: str, ttl: float
+    ) -> None:
+        await self.local.cache_put(app_id, channel, event, data, ttl)
+        if self.online:
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.set(
+                    self._key("app", app_id, "cache", channel),
+                    _cache_encoder.encode((event, data)),
+                    px=int(ttl * 1000),
+                )
+
+    async def cache_get(self, app_id: str, channel: str) -> CachedEvent | None:
+        if not self.online:
+            return await self.local.cache_get(app_id, channel)
+        key = self._key("app", app_id, "cache", channel)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(key)
+        pipe.pttl(key)
+        value, pttl = await pipe.execute()
+        if value is None:
+            return None
+        event, data = _cache_codec.decode(value)
+        loop_now = asyncio.get_running_loop().time()
+        return CachedEvent(event, data, loop_now + max(0, pttl) / 1000)
+
+    # --- liveness, cleanup, resync ---
+
+    async def _cleanup(self, node: str) -> list[bytes]:
+        out: list[bytes] = await self._scripts["CLEANUP"](args=[self._prefix, node])
+        return out
+
+    async def _report(
+        self, transitions: list[bytes], *, keep: set[tuple[str, str, str]] | None = None
+    ) -> int:
+        """Publish member_removed for members a cleanup removed (unless re-added)."""
+        sent = 0
+        for i in range(0, len(transitions), 4):
+            kind, app, channel, user = transitions[i : i + 4]
+            if kind != _MEMBER:
+                continue
+            key = (app.decode(), channel.decode(), user.decode())
+            if keep is not None and key in keep:
+                continue
+            frame = text_frame(member_removed(key[1], key[2]))
+            await self.publish(key[0], key[1], frame, None)
+            sent += 1
+        return sent
+
+    async def _heartbeat(self) -> None:
+        interval = self._cfg.heartbeat_interval
+        backoff = interval
+        while True:
+            await asyncio.sleep(backoff if not self.online else interval)
+            try:
+                if not self.online or self._dirty:
+                    await self._resync()
+                    backoff = interval
+                    continue
+                renewed = await self._redis.set(
+                    self._key("lease", self.node),
+                    b"1",
+                    px=int(self._cfg.node_ttl * 1000),
+                    xx=True,
+                )
+                if not renewed:
+                    log.warning("lease_lost", node=self.node)
+                    await self._resync()
+                    continue
+                await self._sweep()
+            except (RedisError, OSError) as exc:
+                self._went_offline(exc)
+                backoff = min(_MAX_BACKOFF, backoff * 2)
+
+    async def _sweep(self) -> None:
+        """Clean up every node whose lease expired."""
+        nodes = await self._redis.smembers(self._key("nodes"))
+        for raw in nodes:
+            node = _text(raw)
+            if node == self.node:
+                continue
+            if await self._redis.exists(self._key("lease", node)):
+                continue
+            transitions = await self._cleanup(node)
+            removed = await self._report(transitions)
+            log.warning(
+                "dead_node_cleaned",
+                dead_node=node,
+                node=self.node,
+                members_removed=removed,
+                entries=len(transitions) // 4,
+            )
+
+    async def _resync(self) -> None:
+        """Replace our contribution in Redis with what our live sockets hold.
+
+        Announces only net changes. If our old entries were still there, a
+        member removed and re-added in this step is not announced. If a peer
+        already cleaned us up (our lease expired), it announced the removals,
+        so every re-added member is announced again. If Redis lost its data
+        (a new epoch), nobody announced anything: only the joins and leaves
+        that happened here during the outage are announced.
+        """
+        await self._redis.ping()
+        was_offline = not self.online
+        reset = await self._check_epoch()
+        stale = await self._cleanup(self.node)
+        stale_members = {
+            (stale[i + 1].decode(), stale[i + 2].decode(), stale[i + 3].decode())
+            for i in range(0, len(stale), 4)
+            if stale[i] == _MEMBER
+        }
+        await self._register()
+        added = await self._reassert()
+        present = {key for key, _ in added} | self._present_members()
+        self.online = True
+        self._dirty = False
+        await self._flush_outbox()
+        removals = stale_members - present
+        if reset:
+            removals |= {k for k in self._pending_leaves if k not in present}
+        announced_added = 0
+        for key, info in added:
+            if key in stale_members or (reset and key not in self._pending_joins):
+                continue  # nothing changed for the other nodes' clients
+            app_id, channel, user_id = key
+            frame = text_frame(member_added(channel, PresenceMember(user_id, info)))
+            await self.publish(app_id, channel, frame, None)
+            announced_added += 1
+        for app_id, channel, user_id in sorted(removals):
+            await self.publish(
+                app_id, channel, text_frame(member_removed(channel, user_id)), None
+            )
+        self._pending_joins.clear()
+        self._pending_leaves.clear()
+        log.warning(
+            "redis_resynced",
+            node=self.node,
+            after_outage=was_offline,
+            redis_data_lost=reset,
+            members_removed=len(removals),
+            members_added=announced_added,
+        )
+
+    async def _check_epoch(self) -> bool:
+        """Whether Redis lost its data since we last saw it (a new epoch)."""
+        key = self._key("epoch")
+        await self._redis.set(key, secrets.token_hex(8), nx=True)
+        epoch = _bytes(await self._redis.get(key))
+        reset = self._epoch is not None and epoch != self._epoch
+        self._epoch = epoch
+        return reset
+
+    def _present_members(self) -> set[tuple[str, str, str]]:
+        return {
+            (app_id, channel.name, user_id)
+            for app_id, reg in self.local._apps.items()
+            for channel in reg.channels.values()
+            for user_id in channel.members
+        }
+
+    async def _reassert(self) -> list[tuple[tuple[str, str, str], msgspec.Raw]]:
+        """Write our live state to Redis in one pipeline; the members it added."""
+        pipe = self._redis.pipeline(transaction=False)
+        joins: list[tuple[tuple[str, str, str], msgspec.Raw] | None] = []
+        for app_id, reg in self.local._apps.items():
+            if reg.connections:
+                pipe.hset(
+                    self._key("app", app_id, "conns"), self.node, len(reg.connections)
+                )
+                pipe.sadd(self._key("node", self.node, "apps"), app_id)
+                joins += [None, None]
+            for channel in reg.channels.values():
+                for user_id in channel.subscribers.values():
+                    args: list[Any] = [self._prefix, self.node, app_id, channel.name]
+                    if user_id is None:
+                        await self._scripts["SUBSCRIBE"](args=args, client=pipe)
+                        joins.append(None)
+                        continue
+                    info = channel.members[user_id].info
+                    await self._scripts["JOIN"](
+                        args=[*args, user_id, bytes(info), -1], client=pipe
+                    )
+                    joins.append(((app_id, channel.name, user_id), info))
+        results = await pipe.execute()
+        return [
+            join
+            for join, out in zip(joins, results, strict=True)
+            if join is not None and out[1]
+        ]
