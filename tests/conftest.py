@@ -228,7 +228,14 @@ class PbxwsProcess:
 
 
 def pbxws_executable() -> list[str]:
-    """Return the argv prefix that runs the installed ``pbxws`` console script."""
+    """Return the argv prefix that runs the installed ``pbxws`` console script.
+
+    ``PBXWS_TEST_SERVER_BIN`` replaces it with any executable taking the same
+    ``serve`` arguments and logging the same ``server_started`` line, e.g. a shim
+    running Soketi, to check the tests themselves against the reference server.
+    """
+    if override := os.environ.get("PBXWS_TEST_SERVER_BIN"):
+        return [override]
     script = Path(sys.executable).with_name("pbxws")
     if not script.exists():
         pytest.fail(
@@ -402,6 +409,7 @@ class RedisServer:
     def start(self) -> None:
         """Start redis-server; return once it accepts connections and answers PING."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
+        self._drainer: threading.Thread | None = None
         self.proc = subprocess.Popen(
             [
                 self.binary,
@@ -428,17 +436,23 @@ class RedisServer:
         )
 
     def _wait_ready(self, stream: Any, deadline: float) -> None:
+        # os.read, not readline: a buffered readline could swallow the ready line
+        # into Python's buffer where select() can't see it.
+        fd = stream.fileno()
+        pending = b""
         with selectors.DefaultSelector() as sel:
-            sel.register(stream, selectors.EVENT_READ)
+            sel.register(fd, selectors.EVENT_READ)
             while (left := deadline - time.monotonic()) > 0:
                 if not sel.select(left):
                     continue
-                line = stream.readline()
-                if not line:
+                chunk = os.read(fd, 65536)
+                if not chunk:
                     break
-                self.log.append(line.decode(errors="replace").rstrip())
-                if b"Ready to accept connections" in line:
-                    return
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    self.log.append(line.decode(errors="replace").rstrip())
+                    if b"Ready to accept connections" in line:
+                        return
         self.stop()
         pytest.fail(
             f"redis-server did not become ready:\n{_tail(self.log)}", pytrace=False
@@ -454,6 +468,8 @@ class RedisServer:
         drainer = getattr(self, "_drainer", None)
         if drainer is not None:
             drainer.join(timeout(1))
+        elif self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def ping(self) -> bool:
         """Send PING over a fresh connection; True if redis answered PONG."""

@@ -1,4 +1,10 @@
-"""The operations listener (Soketi's port 9601): health, readiness and usage."""
+"""The operations listener (Soketi's port 9601) and the main port's traffic probe.
+
+Port 9601: ``/`` and ``/health`` (liveness), ``/ready`` (503 while starting or
+draining), ``/usage`` (memory), ``/metrics`` (Prometheus, 404 when metrics are
+disabled; ``?json=1`` for prom-client's JSON, as Soketi). The main port also
+serves :func:`accept_traffic` for load balancers, as Soketi does.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,18 @@ import resource
 
 from aiohttp import web
 
-from pbxws.http_api.errors import error_middleware, json_response
+from pbxws.http_api.errors import error_middleware, json_error, json_response
 from pbxws.http_api.routes import ready, root
+from pbxws.metrics import CONTENT_TYPE
 from pbxws.runtime import RUNTIME, Runtime
 
-__all__ = ["build_ops_app", "memory_usage"]
+__all__ = ["accept_traffic", "build_ops_app", "memory_limit", "memory_usage"]
+
+# cgroup v2 and v1 files holding a container's memory limit.
+_CGROUP_LIMITS = (
+    "/sys/fs/cgroup/memory.max",
+    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+)
 
 
 def _meminfo() -> dict[str, int]:
@@ -50,6 +63,53 @@ def memory_usage() -> dict[str, float]:
     return {"free": free, "used": used, "total": total, "percent": percent}
 
 
+def memory_limit() -> int:
+    """Bytes this process may use: its cgroup's limit if lower than the machine's."""
+    total = _meminfo().get("MemTotal", 0)
+    for path in _CGROUP_LIMITS:
+        try:
+            with open(path, encoding="ascii") as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and (total == 0 or 0 < int(text) < total):
+            total = int(text)
+        break
+    return total
+
+
+async def accept_traffic(request: web.Request) -> web.Response:
+    """GET /accept-traffic (main port): 200 with memory figures, else 503.
+
+    503 while the node starts or drains, and while this process uses more than
+    ``server.accept_traffic_memory_threshold`` percent of :func:`memory_limit`
+    (Soketi answers 500 in both cases; 503 is what load balancers expect).
+    """
+    rt = request.app[RUNTIME]
+    if not rt.accepting:
+        return json_error(503, "The server is closing. Choose another server. :)")
+    limit = memory_limit()
+    used = _rss_bytes()
+    percent = 100.0 * used / limit if limit else 0.0
+    if percent > rt.config.server.accept_traffic_memory_threshold:
+        return json_error(503, "Low on memory here. Choose another server. :)")
+    return json_response(
+        {"memory": {"usedSize": used, "totalSize": limit, "percentUsage": percent}}
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: every series in the Prometheus text format (404 if disabled)."""
+    registry = request.app[RUNTIME].metrics
+    if not registry.enabled:
+        raise web.HTTPNotFound
+    if request.query.get("json"):
+        return json_response(registry.render_json())
+    return web.Response(
+        body=registry.render_text(), headers={"Content-Type": CONTENT_TYPE}
+    )
+
+
 async def usage(request: web.Request) -> web.Response:
     """GET /usage: memory figures, always on."""
     return json_response({"memory": memory_usage()})
@@ -68,4 +128,5 @@ def build_ops_app(rt: Runtime) -> web.Application:
     app.router.add_get("/ready", ready)
     app.router.add_get("/health", health)
     app.router.add_get("/usage", usage)
+    app.router.add_get("/metrics", metrics)
     return app

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from pbxws.apps import AppDirectory
 from pbxws.config import Config
+from pbxws.metrics import Metrics
 from pbxws.ws.socket_ids import SocketIdFactory
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ class Runtime:
         self.socket_ids = socket_ids
         # False while starting and draining: /ready is 503, new sockets get 4200.
         self.accepting = False
+        # Per-app counters and the Prometheus registry (no-ops when disabled).
+        self.metrics = Metrics(config.metrics, apps.by_id)
         # Set whenever `connections` is empty; awaited by the drain.
         self._no_connections = asyncio.Event()
         self._no_connections.set()

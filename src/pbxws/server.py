@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from typing import Final
 
 import structlog
@@ -17,10 +18,11 @@ from pbxws import __version__
 from pbxws.adapters.base import Adapter
 from pbxws.adapters.local import LocalAdapter
 from pbxws.apps import App, AppDirectory
-from pbxws.config import Config
+from pbxws.config import Config, ServerConfig, SslConfig
 from pbxws.http_api.errors import error_middleware
+from pbxws.http_api.metering import metrics_middleware
 from pbxws.http_api.routes import add_routes
-from pbxws.ops import build_ops_app
+from pbxws.ops import accept_traffic, build_ops_app
 from pbxws.protocol.errors import ErrorCode
 from pbxws.runtime import RUNTIME, Runtime
 from pbxws.ws.endpoint import handle_websocket
@@ -33,6 +35,13 @@ log = structlog.get_logger(__name__)
 
 # Seconds aiohttp gives in-flight HTTP requests when a listener stops.
 _LISTENER_SHUTDOWN_TIMEOUT: Final = 1.0
+# Closes of a drain due within this many seconds of each other go out together.
+_DRAIN_TICK: Final = 0.01
+# Share of the grace period kept for stopping the listeners and the adapter
+# after the clients are gone (at most _LISTENER_SHUTDOWN_TIMEOUT).
+_STOP_RESERVE: Final = 0.1
+# What a drained client reads before the 4200 close (Soketi's words).
+_DRAIN_REASON: Final = "Server closed. Please reconnect shortly."
 
 
 class StartupError(Exception):
@@ -44,6 +53,41 @@ def _bound_port(runner: web.AppRunner) -> int:
         if isinstance(address, tuple):
             return int(address[1])
     raise StartupError("the listener has no TCP address")
+
+
+def drain_window(server: ServerConfig) -> float:
+    """Seconds over which a shutdown spreads its 4200 closes."""
+    if server.drain_window is None:
+        return server.shutdown_grace_period / 2
+    return min(server.drain_window, server.shutdown_grace_period)
+
+
+def _ssl_context(cfg: SslConfig) -> ssl.SSLContext | None:
+    """The main port's TLS context, or None when ``ssl.cert``/``ssl.key`` are unset.
+
+    As Soketi (uWebSockets): ``ssl.ca`` makes the server ask clients for a
+    certificate and check the ones they present against it; clients without
+    one are still served.
+
+    Raises:
+        StartupError: If a file can't be read or the key doesn't match the
+            certificate (or the passphrase is wrong); then the process must exit.
+    """
+    if not cfg.enabled:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cfg.cert, cfg.key, password=cfg.passphrase or None)
+        if cfg.ca:
+            context.load_verify_locations(cfg.ca)
+            context.verify_mode = ssl.CERT_OPTIONAL
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(
+            f"cannot load TLS certificate {cfg.cert!r} and key {cfg.key!r}"
+            + (f" (CA {cfg.ca!r})" if cfg.ca else "")
+            + f": {exc}"
+        ) from exc
+    return context
 
 
 def _adapter(config: Config, node: str) -> Adapter:
@@ -69,20 +113,30 @@ class Server:
         self.port = 0
         self.metrics_port = 0
         self._runners: list[web.AppRunner] = []
+        # Pings and closes silent clients; cancelled when the drain starts.
         self._heartbeat: asyncio.Task[None] | None = None
+        # Samples the event-loop lag for the metrics.
+        self._lag_probe: asyncio.Task[None] | None = None
 
     def _main_app(self) -> web.Application:
         server = self.config.server
         app = web.Application(
-            middlewares=[error_middleware], client_max_size=server.max_request_size
+            middlewares=[metrics_middleware, error_middleware],
+            client_max_size=server.max_request_size,
         )
         app[RUNTIME] = self.runtime
         add_routes(app.router, server.path_prefix)
+        app.router.add_get(f"{server.path_prefix}/accept-traffic", accept_traffic)
         app.router.add_get(f"{server.path_prefix}/app/{{key}}", handle_websocket)
         return app
 
     async def _listen(
-        self, app: web.Application, host: str, port: int, what: str
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        what: str,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> int:
         runner = web.AppRunner(
             app,
@@ -98,6 +152,7 @@ class Server:
             port,
             reuse_address=True,
             backlog=1024,
+            ssl_context=ssl_context,
         )
         try:
             await site.start()
@@ -111,13 +166,19 @@ class Server:
         """Bind both listeners and start accepting clients.
 
         Raises:
-            StartupError: If a port can't be bound; then the process must exit.
+            StartupError: If a port can't be bound or the TLS files can't be
+                used; then the process must exit.
         """
         cfg = self.config
+        tls = _ssl_context(cfg.ssl)
         try:
             await self.runtime.adapter.start()
             self.port = await self._listen(
-                self._main_app(), cfg.server.host, cfg.server.port, "WebSocket/API port"
+                self._main_app(),
+                cfg.server.host,
+                cfg.server.port,
+                "WebSocket/API port",
+                tls,
             )
             self.metrics_port = await self._listen(
                 build_ops_app(self.runtime),
@@ -128,9 +189,12 @@ class Server:
         except BaseException:
             await self._cleanup()
             raise
-        self._heartbeat = asyncio.get_running_loop().create_task(
-            run_heartbeat(self.runtime)
-        )
+        loop = asyncio.get_running_loop()
+        self._heartbeat = loop.create_task(run_heartbeat(self.runtime))
+        metrics = self.runtime.metrics
+        metrics.bind(self.runtime, self.port)
+        if metrics.enabled:
+            self._lag_probe = loop.create_task(metrics.watch_loop_lag())
         self.runtime.accepting = True
         log.info(
             "server_started",
@@ -138,33 +202,98 @@ class Server:
             host=cfg.server.host,
             port=self.port,
             metrics_port=self.metrics_port,
+            tls=tls is not None,
             apps=len(cfg.apps),
             adapter=cfg.adapter.driver,
             node=self.runtime.socket_ids.node,
         )
 
     async def stop(self) -> None:
-        """Drain and stop: not ready, close clients with 4200, stop listeners."""
+        """Drain, then stop, within ``server.shutdown_grace_period``.
+
+        The phases, in Soketi's order, with the closes spread out:
+        not ready → clients closed with 4200 over the drain window → wait for
+        them to go → stop the main listener → leave the cluster → stop the
+        operations listener.
+        """
         rt = self.runtime
-        # Not ready: load balancers stop sending new clients; new sockets get 4200.
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        server = self.config.server
+        grace = server.shutdown_grace_period
+        window = drain_window(server)
+        # Not ready: /ready and /accept-traffic answer 503 on both ports, so load
+        # balancers stop sending clients here; new sockets are refused with 4200.
         rt.accepting = False
-        # Close open connections with 4200 so clients reconnect (elsewhere) now.
-        for conn in list(rt.connections.values()):
-            conn.close_soon(
-                ErrorCode.RECONNECT, "Server closed. Please reconnect shortly."
-            )
-        grace = self.config.server.shutdown_grace_period
+        log.info(
+            "drain_started",
+            connections=len(rt.connections),
+            drain_window=window,
+            grace_period=grace,
+        )
+        # Nobody needs liveness pings any more.
+        self._cancel_tasks(heartbeat_only=True)
+        # Close every client with 4200, spread over the window, so that their
+        # reconnects reach the other nodes gradually rather than all at once.
+        closed = await self._close_spread(window)
+        # Wait for the closes to finish (each handler leaves its channels, so
+        # presence members go with member_removed), keeping a little of the
+        # grace period for the steps below.
+        reserve = min(_LISTENER_SHUTDOWN_TIMEOUT, grace * _STOP_RESERVE)
+        remaining = started + grace - reserve - loop.time()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace):
+            async with asyncio.timeout(max(0.0, remaining)):
                 await rt.wait_no_connections()
+        # Clients that did not finish their close handshake in time are cut off.
+        for conn in list(rt.connections.values()):
+            conn.abort()
+        log.info(
+            "drain_finished",
+            closed=closed,
+            cut_off=len(rt.connections),
+            elapsed=round(loop.time() - started, 3),
+        )
         await self._cleanup()
-        log.info("server_stopped", remaining_connections=len(rt.connections))
+        log.info("server_stopped", elapsed=round(loop.time() - started, 3))
+
+    async def _close_spread(self, window: float) -> int:
+        """Close every open connection with 4200, the i-th of n at ``window·i/n``.
+
+        Returns how many connections were asked to close.
+        """
+        conns = list(self.runtime.connections.values())
+        if not conns:
+            return 0
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        step = window / len(conns)
+        for i, conn in enumerate(conns):
+            delay = start + step * i - loop.time()
+            if delay > _DRAIN_TICK:
+                await asyncio.sleep(delay)
+            conn.close_soon(ErrorCode.RECONNECT, _DRAIN_REASON)
+        return len(conns)
+
+    def _cancel_tasks(self, *, heartbeat_only: bool = False) -> None:
+        tasks = [self._heartbeat]
+        if not heartbeat_only:
+            tasks.append(self._lag_probe)
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+        self._heartbeat = None
+        if not heartbeat_only:
+            self._lag_probe = None
 
     async def _cleanup(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            self._heartbeat = None
-        for runner in reversed(self._runners):
-            await runner.cleanup()
-        self._runners.clear()
+        """Stop the main listener, leave the cluster, stop the operations listener."""
+        self._cancel_tasks()
+        runners, self._runners = self._runners, []
+        # The main port: in-flight API requests get to finish.
+        if runners:
+            await runners[0].cleanup()
+        # Leave the cluster: our members and subscriptions are removed at once.
         await self.runtime.adapter.stop()
+        # Last, the operations port, which answered /ready 503 all along.
+        for runner in runners[1:]:
+            await runner.cleanup()

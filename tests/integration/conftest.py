@@ -142,6 +142,16 @@ class WsClient:
             ):
                 return msg
 
+    async def expect_within(self, event: str, seconds: float) -> dict[str, Any]:
+        """Skip messages until ``event`` arrives, waiting up to ``seconds`` in all."""
+        async with asyncio.timeout(seconds):
+            while True:
+                msg = await self.ws.receive()
+                assert msg.type is aiohttp.WSMsgType.TEXT, msg
+                data = dict(json.loads(msg.data))
+                if data["event"] == event:
+                    return data
+
     async def closed(self) -> int:
         """Read until the server closes; return the close code."""
         while True:

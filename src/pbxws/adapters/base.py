@@ -103,8 +103,11 @@ class Adapter(Protocol):
 
     async def publish(
         self, app_id: str, channel: str, frame: bytes, except_socket: str | None
-    ) -> None:
+    ) -> int:
         """Deliver a pre-framed event to every subscriber of ``channel``.
+
+        Returns the number of *this node's* sockets the frame was written to
+        (the caller counts them in the metrics, once per publish).
 
         Raises:
             AdapterUnavailable: If the event was delivered here but can't be

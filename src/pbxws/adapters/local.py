@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Final
 
 import msgspec
@@ -32,6 +33,10 @@ class LocalAdapter:
         self._cache = EventCache()
         # Periodic sweep of expired cache entries.
         self._sweeper: asyncio.Task[None] | None = None
+
+    def local_registries(self) -> Mapping[str, AppChannels]:
+        """This node's registries by app id, for the metrics (not copied)."""
+        return self._apps
 
     def registry(self, app_id: str) -> AppChannels:
         """The registry of ``app_id`` (created empty if needed)."""
@@ -96,10 +101,11 @@ class LocalAdapter:
 
     async def publish(
         self, app_id: str, channel: str, frame: bytes, except_socket: str | None
-    ) -> None:
+    ) -> int:
         reg = self._apps.get(app_id)
-        if reg is not None:
-            reg.fan_out(channel, frame, except_socket)
+        if reg is None:
+            return 0
+        return reg.fan_out(channel, frame, except_socket)
 
     async def channels(self, app_id: str, prefix: str) -> dict[str, ChannelCounts]:
         reg = self._apps.get(app_id)

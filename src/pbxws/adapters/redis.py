@@ -280,11 +280,12 @@ class RedisAdapter:
 
     async def publish(
         self, app_id: str, channel: str, frame: bytes, except_socket: str | None
-    ) -> None:
-        await self.local.publish(app_id, channel, frame, except_socket)
+    ) -> int:
+        sent = await self.local.publish(app_id, channel, frame, except_socket)
         await self._send(
             bus.Broadcast(self.node, app_id, channel, frame, except_socket)
         )
+        return sent
 
     async def terminate_user(self, app_id: str, user_id: str) -> None:
         await self.local.terminate_user(app_id, user_id)

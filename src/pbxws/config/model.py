@@ -114,9 +114,18 @@ class ServerConfig(Base, frozen=True):
     port: int = 6001
     # Prefix of every route, "" or "/x" (SOKETI_PATH_PREFIX); trailing "/" dropped.
     path_prefix: str = ""
-    # Seconds between closing sockets on shutdown and stopping
+    # Seconds a shutdown takes at most, from the signal to the exit: clients
+    # are closed with 4200 (over drain_window), then the node stops
     # (SOKETI_SHUTDOWN_GRACE_PERIOD, in ms).
     shutdown_grace_period: float = 3.0
+    # Seconds over which a shutdown spreads its 4200 closes, so that a fleet's
+    # clients don't all reconnect at once; None means half the grace period.
+    # At most shutdown_grace_period.
+    drain_window: float | None = None
+    # Percentage of the memory available to the process (the container's
+    # limit, else the machine's) above which /accept-traffic answers 503
+    # (SOKETI_HTTP_ACCEPT_TRAFFIC_MEMORY_THRESHOLD).
+    accept_traffic_memory_threshold: float = 85.0
     # Seconds of silence before the server pings; advertised in connection_established.
     activity_timeout: int = 30
     # Seconds to wait for a pong before closing the connection.

@@ -63,6 +63,9 @@ MAPPED: Final[Mapping[str, SoketiVariable]] = {
     "SOKETI_PORT": _server("port"),
     "SOKETI_PATH_PREFIX": _server("path_prefix"),
     "SOKETI_SHUTDOWN_GRACE_PERIOD": _server("shutdown_grace_period", 1000),
+    "SOKETI_HTTP_ACCEPT_TRAFFIC_MEMORY_THRESHOLD": _server(
+        "accept_traffic_memory_threshold"
+    ),
     "SOKETI_USER_AUTHENTICATION_TIMEOUT": _server("user_authentication_timeout", 1000),
     # Default app: Soketi's appManager.array.apps.0.*
     "SOKETI_DEFAULT_APP_ID": _app("id"),
@@ -192,9 +195,6 @@ IGNORED: Final[Mapping[str, str]] = {
     "SOKETI_DB_REDIS_SENTINEL_PASSWORD": _REDIS_EXTRA,
     "SOKETI_DB_REDIS_CLUSTER_NODES": _REDIS_EXTRA,
     "SOKETI_DB_REDIS_INSTANCE_NAME": _REDIS_EXTRA,
-    "SOKETI_HTTP_ACCEPT_TRAFFIC_MEMORY_THRESHOLD": (
-        "/accept-traffic has no memory threshold here"
-    ),
     "SOKETI_QUEUE_DRIVER": _QUEUE,
     "SOKETI_QUEUE_REDIS_CONCURRENCY": _QUEUE,
     "SOKETI_QUEUE_REDIS_OPTIONS": _QUEUE,

@@ -75,6 +75,20 @@ def _check_server(c: _Checker, server: ServerConfig) -> None:
     c.positive(
         "server.shutdown_grace_period", server.shutdown_grace_period, zero_ok=True
     )
+    if server.drain_window is not None:
+        c.positive("server.drain_window", server.drain_window, zero_ok=True)
+        if server.drain_window > server.shutdown_grace_period:
+            c.add(
+                "server.drain_window",
+                "must be at most server.shutdown_grace_period "
+                f"({server.shutdown_grace_period}), got {server.drain_window}",
+            )
+    threshold = server.accept_traffic_memory_threshold
+    if not 0 < threshold <= 100:
+        c.add(
+            "server.accept_traffic_memory_threshold",
+            f"must be a percentage above 0 and at most 100, got {threshold}",
+        )
     for name in (
         "activity_timeout",
         "pong_timeout",

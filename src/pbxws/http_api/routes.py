@@ -22,12 +22,18 @@ __all__ = ["add_routes"]
 _OK_TEXT = "OK"
 
 
-async def _publish(rt: Runtime, app: App, trigger: Trigger) -> None:
-    """Frame the event once per channel and hand it to the adapter."""
+async def _publish(rt: Runtime, app: App, trigger: Trigger, started: float) -> None:
+    """Frame the event once per channel and hand it to the adapter.
+
+    ``started`` is when the request arrived (``time.perf_counter()``), for the
+    publish-to-write latency.
+    """
     adapter = rt.adapter
+    stats = rt.metrics.app(app.id)
     for channel in trigger.channels:
         frame = text_frame(channel_event(trigger.name, channel, trigger.data))
-        await adapter.publish(app.id, channel, frame, trigger.socket_id)
+        sent = await adapter.publish(app.id, channel, frame, trigger.socket_id)
+        stats.published(sent, len(frame), started)
         if is_cache_channel(channel):
             await adapter.cache_put(
                 app.id,
@@ -54,10 +60,11 @@ async def _channel_attributes(
 
 async def trigger_event(request: web.Request) -> web.Response:
     """POST /apps/{app_id}/events: publish one event to up to N channels."""
+    started = time.perf_counter()
     rt = request.app[RUNTIME]
     app, body = await authenticate(request)
     trigger = decode_trigger(body, app.limits)
-    await _publish(rt, app, trigger)
+    await _publish(rt, app, trigger, started)
     if not trigger.info:
         return json_response({})
     channels = {
@@ -69,11 +76,12 @@ async def trigger_event(request: web.Request) -> web.Response:
 
 async def trigger_batch(request: web.Request) -> web.Response:
     """POST /apps/{app_id}/batch_events: publish up to N events."""
+    started = time.perf_counter()
     rt = request.app[RUNTIME]
     app, body = await authenticate(request)
     triggers = decode_batch(body, app.limits)
     for trigger in triggers:
-        await _publish(rt, app, trigger)
+        await _publish(rt, app, trigger, started)
     if not any(t.info for t in triggers):
         return json_response({})
     batch = [

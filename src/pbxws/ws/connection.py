@@ -26,6 +26,7 @@ from pbxws.protocol.messages import error as error_message
 
 if TYPE_CHECKING:
     from pbxws.apps import App
+    from pbxws.metrics import AppStats
 
 __all__ = ["ConnState", "Connection"]
 
@@ -59,6 +60,7 @@ class Connection:
         "pinged_at",
         "socket_id",
         "state",
+        "stats",
         "user_id",
         "ws",
     )
@@ -72,6 +74,7 @@ class Connection:
         *,
         send_buffer_limit: int,
         now: float,
+        stats: AppStats,
     ) -> None:
         # Unique id "<digits>.<digits>", used for exclusion and signatures.
         self.socket_id = socket_id
@@ -96,6 +99,8 @@ class Connection:
         self.client_events_window = 0.0
         self.client_events_count = 0
         self.state = ConnState.OPEN
+        # The app's metrics counters (shared by its connections; no-ops if off).
+        self.stats = stats
         # The task closing this connection, kept so it isn't garbage-collected.
         self._close_task: asyncio.Task[None] | None = None
 
@@ -117,11 +122,15 @@ class Connection:
                 socket_id=self.socket_id,
                 buffered=transport.get_write_buffer_size(),
             )
+            self.stats.slow_consumer()
             self.close_soon(ErrorCode.OVER_CAPACITY, "Send buffer full: slow consumer")
 
     def send_message(self, payload: bytes) -> None:
         """Frame and send one JSON message (for replies to this socket only)."""
-        self.send(text_frame(payload))
+        frame = text_frame(payload)
+        if self.state is ConnState.OPEN:
+            self.stats.sent(len(frame))
+        self.send(frame)
 
     def close_soon(self, code: int, reason: str, *, with_error: bool = True) -> None:
         """Start closing with ``code``; the reader loop ends when the close is done.
@@ -137,6 +146,11 @@ class Connection:
         self._close_task = asyncio.get_running_loop().create_task(
             self._close(code, reason)
         )
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, without a close handshake (end of a drain)."""
+        self.state = ConnState.CLOSED
+        self._transport.abort()
 
     async def _close(self, code: int, reason: str) -> None:
         try:

@@ -64,6 +64,7 @@ async def dispatch(rt: Runtime, conn: Connection, raw: bytes) -> None:
         conn.send_message(
             m.subscription_error(channel, exc.kind, exc.message, exc.code)
         )
+        conn.stats.rejected("subscription", exc.code)
         log.info(
             "subscription_refused",
             app_id=conn.app.id,
@@ -74,6 +75,7 @@ async def dispatch(rt: Runtime, conn: Connection, raw: bytes) -> None:
         )
     except ClientEventRejected as exc:
         conn.send_message(m.error(exc.code, exc.message))
+        conn.stats.rejected("client_event", exc.code)
 
 
 def _channel_of(msg: m.ClientMessage) -> str:
@@ -180,7 +182,8 @@ async def _join_presence(
     conn.send_message(m.presence_subscription_succeeded(name, result.members))
     if result.added:
         frame = text_frame(m.member_added(name, member))
-        await rt.adapter.publish(app.id, name, frame, conn.socket_id)
+        sent = await rt.adapter.publish(app.id, name, frame, conn.socket_id)
+        conn.stats.delivered(sent, len(frame))
 
 
 async def _unsubscribe(rt: Runtime, conn: Connection, name: str) -> None:
@@ -191,7 +194,8 @@ async def _unsubscribe(rt: Runtime, conn: Connection, name: str) -> None:
     result = await rt.adapter.leave(app_id, name, conn)
     if result.removed_user is not None:
         frame = text_frame(m.member_removed(name, result.removed_user))
-        await rt.adapter.publish(app_id, name, frame, None)
+        sent = await rt.adapter.publish(app_id, name, frame, None)
+        conn.stats.delivered(sent, len(frame))
 
 
 async def leave_all(rt: Runtime, conn: Connection) -> None:
@@ -205,14 +209,17 @@ def _signin(conn: Connection, data: m.SigninData) -> None:
     app = conn.app
     signed = f"{conn.socket_id}::user::{data.user_data}"
     if not valid_auth(app.key, app.secret, data.auth, signed):
+        conn.stats.rejected("signin", ErrorCode.UNAUTHORIZED)
         conn.close_soon(ErrorCode.UNAUTHORIZED, "Invalid signature for pusher:signin.")
         return
     try:
         user_id = m.decode_user_id(data.user_data)
     except m.DecodeError as exc:
+        conn.stats.rejected("signin", ErrorCode.UNAUTHORIZED)
         conn.close_soon(ErrorCode.UNAUTHORIZED, str(exc))
         return
     if conn.user_id is not None and conn.user_id != user_id:
+        conn.stats.rejected("signin", ErrorCode.UNAUTHORIZED)
         conn.close_soon(
             ErrorCode.UNAUTHORIZED, "This connection is signed in as another user."
         )
@@ -223,6 +230,7 @@ def _signin(conn: Connection, data: m.SigninData) -> None:
 
 
 async def _client_event(rt: Runtime, conn: Connection, msg: m.ClientMessage) -> None:
+    started = time.perf_counter()
     app = conn.app
     channel = msg.channel
     if not app.enable_client_messages:
@@ -260,6 +268,7 @@ async def _client_event(rt: Runtime, conn: Connection, msg: m.ClientMessage) -> 
             conn.client_events_count = 0
         conn.client_events_count += 1
         if conn.client_events_count > limit:
+            conn.stats.limited("client_events")
             raise ClientEventRejected(
                 ErrorCode.CLIENT_EVENT_REJECTED,
                 "The rate limit for sending client events exceeded the quota.",
@@ -267,4 +276,5 @@ async def _client_event(rt: Runtime, conn: Connection, msg: m.ClientMessage) -> 
     # On presence channels the relayed event names its sender (PROTO).
     user_id = conn.channels[channel]
     frame = text_frame(m.client_event(msg.event, channel, msg.data, user_id))
-    await rt.adapter.publish(app.id, channel, frame, conn.socket_id)
+    sent = await rt.adapter.publish(app.id, channel, frame, conn.socket_id)
+    conn.stats.published(sent, len(frame), started)

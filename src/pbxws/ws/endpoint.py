@@ -13,6 +13,7 @@ from typing import Final
 import structlog
 from aiohttp import WSMsgType, web
 
+from pbxws.metrics import AppStats
 from pbxws.protocol import messages as m
 from pbxws.protocol.errors import ErrorCode
 from pbxws.runtime import RUNTIME
@@ -48,7 +49,10 @@ def check_protocol(value: str | None) -> tuple[int, str] | None:
     return None
 
 
-async def _refuse(ws: web.WebSocketResponse, code: int, reason: str) -> None:
+async def _refuse(
+    ws: web.WebSocketResponse, code: int, reason: str, stats: AppStats
+) -> None:
+    stats.rejected("connection", code)
     await ws.send_str(m.error(code, reason).decode())
     await ws.close(code=code, message=reason.encode()[:120])
 
@@ -69,18 +73,24 @@ async def handle_websocket(request: web.Request) -> web.StreamResponse:
     app = rt.apps.by_key.get(key)
     if app is None:
         await _refuse(
-            ws, ErrorCode.APP_NOT_FOUND, f"App key {key[:64]} does not exist."
+            ws,
+            ErrorCode.APP_NOT_FOUND,
+            f"App key {key[:64]} does not exist.",
+            rt.metrics.app(""),
         )
         return ws
+    stats = rt.metrics.app(app.id)
     if not app.enabled:
-        await _refuse(ws, ErrorCode.APP_DISABLED, "The application is disabled.")
+        await _refuse(ws, ErrorCode.APP_DISABLED, "The application is disabled.", stats)
         return ws
     refusal = check_protocol(request.query.get("protocol"))
     if refusal is not None:
-        await _refuse(ws, *refusal)
+        await _refuse(ws, *refusal, stats)
         return ws
     if not rt.accepting:
-        await _refuse(ws, ErrorCode.RECONNECT, "Server is closing; reconnect shortly.")
+        await _refuse(
+            ws, ErrorCode.RECONNECT, "Server is closing; reconnect shortly.", stats
+        )
         return ws
     transport = request.transport
     if transport is None:  # the peer left during the handshake
@@ -93,15 +103,18 @@ async def handle_websocket(request: web.Request) -> web.StreamResponse:
         transport,
         send_buffer_limit=server.send_buffer_limit,
         now=loop_time(),
+        stats=stats,
     )
     if not await rt.adapter.add_connection(app.id, conn, app.max_connections):
         await _refuse(
             ws,
             ErrorCode.OVER_CONNECTION_QUOTA,
             "The current concurrent connections quota has been reached.",
+            stats,
         )
         return ws
     rt.add_connection(conn)
+    stats.connected()
     clog = log.bind(app_id=app.id, socket_id=conn.socket_id)
     clog.debug("connection_established")
     conn.send_message(m.connection_established(conn.socket_id, server.activity_timeout))
@@ -110,14 +123,17 @@ async def handle_websocket(request: web.Request) -> web.StreamResponse:
             conn.last_seen = loop_time()
             conn.pinged_at = None
             if msg.type is WSMsgType.TEXT:
+                stats.received(len(msg.data))
                 await dispatch(rt, conn, msg.data)
             elif msg.type is WSMsgType.BINARY:
+                stats.received(len(msg.data))
                 conn.send_message(
                     m.error(None, "Binary frames are not part of the Pusher protocol.")
                 )
     finally:
         conn.state = ConnState.CLOSED
         rt.remove_connection(conn)
+        stats.disconnected()
         await leave_all(rt, conn)
         await rt.adapter.remove_connection(app.id, conn)
         clog.debug("connection_closed", code=ws.close_code)
