@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 
-from pbxws.config import AdapterConfig
 from tests.conftest import RedisServer, timeout
 from tests.integration.conftest import (
     APP_ID,
     ApiFactory,
     WsClient,
     WsFactory,
-    channel_auth,
     default_app,
     eventually,
 )
 from tests.integration.test_ws_channels import join, roster, user_auth
+
+from pbxws.config import AdapterConfig
 
 from .conftest import ClusterFactory
 
@@ -86,12 +86,14 @@ async def test_presence_is_one_truth(
         status, answer = await api(node).call(
             "GET", f"/apps/{APP_ID}/channels/{ch}/users"
         )
+        assert status == 200, answer
         assert sorted(u["id"] for u in answer["users"]) == ["alice", "obs"]
         status, answer = await api(node).call(
             "GET",
             f"/apps/{APP_ID}/channels/{ch}",
             params={"info": "user_count,subscription_count"},
         )
+        assert status == 200, answer
         assert answer == {"occupied": True, "user_count": 2, "subscription_count": 3}
     # First tab leaves: still a member. Second tab leaves: removed once.
     await alice_tab1.ws.close()
@@ -133,6 +135,7 @@ async def test_channels_query_is_cluster_wide(
     status, answer = await api(n1).call(
         "GET", f"/apps/{APP_ID}/channels", params={"info": "subscription_count"}
     )
+    assert status == 200, answer
     assert answer == {
         "channels": {
             "shared": {"subscription_count": 2},
@@ -278,6 +281,7 @@ async def test_presence_survives_redis_restart(
         status, answer = await api(n1).call(
             "GET", f"/apps/{APP_ID}/channels/presence-p/users"
         )
+        assert status == 200, answer
         return sorted(u["id"] for u in answer.get("users", [])) if status == 200 else []
 
     async with asyncio.timeout(timeout(2)):

@@ -73,6 +73,7 @@ async def test_sigkill_removes_members_once(
     status, answer = await api(survivors[0]).call(
         "GET", f"/apps/{APP_ID}/channels/presence-org.1/users"
     )
+    assert status == 200, answer
     assert sorted(u["id"] for u in answer["users"]) == ["obs0", "obs1"]
 
 
@@ -111,6 +112,7 @@ async def test_stalled_node_rejoins_cleanly(
     status, answer = await api(survivor).call(
         "GET", f"/apps/{APP_ID}/channels/presence-x/users"
     )
+    assert status == 200, answer
     assert sorted(u["id"] for u in answer["users"]) == ["obs", "sleeper"]
     await sleeper.send("pusher:ping", {})
     assert (await sleeper.expect("pusher:pong"))["event"] == "pusher:pong"
