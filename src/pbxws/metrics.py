@@ -627,11 +627,13 @@ def _text_lines(metrics: Iterable[Metric]) -> Iterator[str]:
     prometheus-client's own writer renames a counter ``x`` to ``x_total`` in
     its ``# TYPE`` line; Soketi's ``socket_received_bytes`` (a counter without
     the suffix) must keep its name, so the family name is used as given
-    unless no sample carries it (prometheus-client's process counters).
+    unless its samples carry the suffix (prometheus-client's process counters).
     """
     for metric in metrics:
         name = metric.name
-        if metric.type == "counter" and all(s.name != name for s in metric.samples):
+        if metric.type == "counter" and any(
+            s.name == name + "_total" for s in metric.samples
+        ):
             name += "_total"
         doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
         yield f"# HELP {name} {doc}\n"

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from tests.conftest import RedisServer, timeout
-from tests.integration.conftest import api, make_config, ws  # noqa: F401 - fixtures
 
 from pbxws.config import AdapterConfig
 from pbxws.server import Server
+from tests.conftest import RedisServer, timeout
+from tests.integration.conftest import api, make_config, ws  # noqa: F401 - fixtures
 
 ClusterFactory = Callable[..., Awaitable[Server]]
 

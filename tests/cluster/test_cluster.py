@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from pbxws.config import AdapterConfig
 from tests.conftest import RedisServer, timeout
 from tests.integration.conftest import (
     APP_ID,
@@ -15,8 +16,6 @@ from tests.integration.conftest import (
     eventually,
 )
 from tests.integration.test_ws_channels import join, roster, user_auth
-
-from pbxws.config import AdapterConfig
 
 from .conftest import ClusterFactory
 

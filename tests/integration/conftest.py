@@ -18,7 +18,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tests.conftest import timeout
 
 from pbxws.config import (
     AdapterConfig,
@@ -30,6 +29,7 @@ from pbxws.config import (
     ServerConfig,
 )
 from pbxws.server import Server
+from tests.conftest import timeout
 
 APP_ID = "1"
 APP_KEY = "app-key"
@@ -153,13 +153,18 @@ class WsClient:
                     return data
 
     async def closed(self) -> int:
-        """Read until the server closes; return the close code."""
+        """Read until the server's close frame; return the code it carries.
+
+        The code is read from the frame, as browsers and pusher-js do: aiohttp's
+        client reports 1006 instead when the server drops TCP right after its
+        close frame, before the client's reply is written.
+        """
         while True:
             msg = await self.ws.receive(timeout=timeout())
-            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
-                return int(self.ws.close_code or msg.data or 0)
-            if msg.type is aiohttp.WSMsgType.CLOSING:
-                continue
+            if msg.type is aiohttp.WSMsgType.CLOSE:
+                return int(msg.data)
+            if msg.type is aiohttp.WSMsgType.CLOSED:
+                return int(self.ws.close_code or 0)
 
     async def subscribe(
         self, channel: str, *, auth: str | None = None, channel_data: str | None = None

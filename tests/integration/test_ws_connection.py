@@ -7,6 +7,7 @@ import json
 import re
 
 import aiohttp
+
 from tests.conftest import timeout
 
 from .conftest import (

@@ -42,6 +42,8 @@ from typing import Any, Final
 import msgspec
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from pbxws.channels.cache import CachedEvent
@@ -66,6 +68,8 @@ log = structlog.get_logger(__name__)
 
 _cache_codec: Final = msgspec.msgpack.Decoder(tuple[str, str])
 _cache_encoder: Final = msgspec.msgpack.Encoder()
+# Connections to Redis per node (the bus listener takes one more).
+_POOL_SIZE: Final = 32
 # Longest wait between reconnect attempts while Redis is down.
 _MAX_BACKOFF: Final = 5.0
 # Transition kinds reported by lua.CLEANUP.
@@ -91,16 +95,28 @@ class RedisAdapter:
         self.node = node
         self._prefix = f"{redis_config.key_prefix}pbxws:"
         self._channel = f"{config.redis_prefix}pbxws#bus".encode()
-        self._redis = aioredis.Redis(
+        io_timeout = max(1.0, config.heartbeat_interval * 2)
+        # A blocking pool: a burst of commands (a thousand sockets closing at
+        # once) waits for a connection instead of failing with "Too many
+        # connections", which would look like an outage.
+        pool = aioredis.BlockingConnectionPool(
             host=redis_config.host,
             port=redis_config.port,
             db=redis_config.db,
             username=redis_config.username,
             password=redis_config.password,
-            ssl=redis_config.tls,
-            socket_timeout=max(1.0, config.heartbeat_interval * 2),
-            socket_connect_timeout=max(1.0, config.heartbeat_interval * 2),
+            connection_class=(
+                aioredis.SSLConnection if redis_config.tls else aioredis.Connection
+            ),
+            max_connections=_POOL_SIZE,
+            timeout=io_timeout,
+            socket_timeout=io_timeout,
+            socket_connect_timeout=io_timeout,
+            # One immediate retry (a pooled socket that died with a restarted
+            # Redis), then fail fast: the heartbeat owns reconnecting.
+            retry=Retry(NoBackoff(), 1),
         )
+        self._redis = aioredis.Redis(connection_pool=pool)
         self._scripts = {
             name: self._redis.register_script(getattr(lua, name))
             for name in (
@@ -163,6 +179,7 @@ class RedisAdapter:
                 await self._redis.delete(self._key("lease", self.node))
         await self.local.stop()
         await self._redis.aclose()
+        await self._redis.connection_pool.disconnect()
 
     def _key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)

@@ -147,15 +147,26 @@ class Connection:
             self._close(code, reason)
         )
 
+    async def wait_closed(self) -> None:
+        """Wait for a close we started (the handshake, bounded by aiohttp's timeout)."""
+        if self._close_task is not None:
+            await asyncio.shield(self._close_task)
+
     def abort(self) -> None:
         """Drop the TCP connection now, without a close handshake (end of a drain)."""
         self.state = ConnState.CLOSED
         self._transport.abort()
 
     async def _close(self, code: int, reason: str) -> None:
+        # A client that doesn't read would keep its unsent bytes (and our close
+        # frame) in memory forever: give it a bounded time, then drop the socket.
+        transport = self._transport
+        abort = asyncio.get_running_loop().call_later(_ABORT_AFTER, transport.abort)
         try:
             await self.ws.close(code=code, message=reason.encode()[:120], drain=False)
         except (ConnectionError, RuntimeError):  # peer already gone
             pass
         finally:
             self.state = ConnState.CLOSED
+            if transport.is_closing() and not transport.get_write_buffer_size():
+                abort.cancel()

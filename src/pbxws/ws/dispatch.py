@@ -76,6 +76,13 @@ async def dispatch(rt: Runtime, conn: Connection, raw: bytes) -> None:
     except ClientEventRejected as exc:
         conn.send_message(m.error(exc.code, exc.message))
         conn.stats.rejected("client_event", exc.code)
+        log.debug(
+            "client_event_rejected",
+            app_id=conn.app.id,
+            socket_id=conn.socket_id,
+            channel=msg.channel,
+            reason=exc.message,
+        )
 
 
 def _channel_of(msg: m.ClientMessage) -> str:
@@ -137,6 +144,7 @@ async def _subscribe(rt: Runtime, conn: Connection, data: m.SubscribeData) -> No
         # Closed while we awaited the adapter: undo, the cleanup already ran.
         await _unsubscribe(rt, conn, name)
         return
+    log.debug("subscribed", app_id=app.id, socket_id=conn.socket_id, channel=name)
     if is_cache_channel(name):
         cached = await rt.adapter.cache_get(app.id, name)
         if cached is None:

@@ -136,5 +136,8 @@ async def handle_websocket(request: web.Request) -> web.StreamResponse:
         stats.disconnected()
         await leave_all(rt, conn)
         await rt.adapter.remove_connection(app.id, conn)
+        # If we started the close, finish the handshake before aiohttp drops the
+        # TCP connection: the client's close reply must find the socket open.
+        await conn.wait_closed()
         clog.debug("connection_closed", code=ws.close_code)
     return ws

@@ -53,6 +53,12 @@ SOKETI_ROWS: list[tuple[str, str, tuple[str | int, ...], Any]] = [
     ("SOKETI_PATH_PREFIX", "/soketi", ("server", "path_prefix"), "/soketi"),
     ("SOKETI_SHUTDOWN_GRACE_PERIOD", "1500", ("server", "shutdown_grace_period"), 1.5),
     (
+        "SOKETI_HTTP_ACCEPT_TRAFFIC_MEMORY_THRESHOLD",
+        "90",
+        ("server", "accept_traffic_memory_threshold"),
+        90.0,
+    ),
+    (
         "SOKETI_USER_AUTHENTICATION_TIMEOUT",
         "5000",
         ("server", "user_authentication_timeout"),
