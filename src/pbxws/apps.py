@@ -29,6 +29,10 @@ class App(msgspec.Struct, frozen=True, kw_only=True):
     enable_user_authentication: bool
     # Client events per connection per second; -1 means no limit.
     max_client_events_per_sec: int
+    # HTTP publishes (points = channels) per second, cluster-wide; -1: no limit.
+    max_backend_events_per_sec: int
+    # HTTP API reads per second, cluster-wide; -1: no limit.
+    max_read_req_per_sec: int
     limits: AppLimits
 
     @classmethod
@@ -43,6 +47,8 @@ class App(msgspec.Struct, frozen=True, kw_only=True):
             enable_client_messages=app.enable_client_messages,
             enable_user_authentication=app.enable_user_authentication,
             max_client_events_per_sec=app.max_client_events_per_sec,
+            max_backend_events_per_sec=app.max_backend_events_per_sec,
+            max_read_req_per_sec=app.max_read_req_per_sec,
             limits=resolve_limits(app, defaults),
         )
 

@@ -291,3 +291,15 @@ async def test_presence_survives_redis_restart(
             await asyncio.sleep(0.05)
     await quiet(a)
     await quiet(b)
+
+
+async def test_rate_limits_are_cluster_wide(
+    cluster_node: ClusterFactory, api: ApiFactory
+) -> None:
+    """max_backend_events_per_sec counts publishes on every node together."""
+    apps = [default_app(max_backend_events_per_sec=2)]
+    n1, n2 = await cluster_node(apps=apps), await cluster_node(apps=apps)
+    assert (await api(n1).trigger("a", "e", "x"))[0] == 200
+    assert (await api(n2).trigger("a", "e", "x"))[0] == 200
+    statuses = {(await api(n).trigger("a", "e", "x"))[0] for n in (n1, n2)}
+    assert statuses == {429}

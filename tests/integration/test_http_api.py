@@ -288,3 +288,51 @@ async def test_terminate_connections(
     assert await user.closed() == 4009
     await bystander.send("pusher:ping", {})
     assert (await bystander.recv())["event"] == "pusher:pong"
+
+
+async def test_backend_event_rate_limit(node: NodeFactory, api: ApiFactory) -> None:
+    """Past max_backend_events_per_sec (points = channels) the API answers 429 with headers."""
+    server = await node(apps=[default_app(max_backend_events_per_sec=3)])
+    http = api(server)
+    body = {"name": "e", "channels": ["a", "b"], "data": "x"}
+    status, _ = await http.call("POST", f"/apps/{APP_ID}/events", body)
+    assert status == 200
+    status, answer = await http.call("POST", f"/apps/{APP_ID}/events", body)
+    assert status == 429
+    assert answer["code"] == 429
+    assert "per second" in answer["error"]
+    async with http.session.post(
+        f"{http.base}/apps/{APP_ID}/events", params={"auth_key": "x"}
+    ) as resp:
+        assert resp.status == 401  # unsigned requests are refused before counting
+    status, _ = await http.trigger("c", "e", "x")  # one point still left
+    assert status == 200
+
+
+async def test_rate_limit_headers(node: NodeFactory, api: ApiFactory) -> None:
+    """A 429 carries Retry-After, X-RateLimit-Limit and X-RateLimit-Remaining."""
+    import hashlib
+    import hmac
+
+    server = await node(apps=[default_app(max_read_req_per_sec=1)])
+    http = api(server)
+    status, _ = await http.call("GET", f"/apps/{APP_ID}/channels")
+    assert status == 200
+    query = {
+        "auth_key": "app-key",
+        "auth_timestamp": str(int(time.time())),
+        "auth_version": "1.0",
+    }
+    string = "&".join(f"{k}={query[k]}" for k in sorted(query))
+    query["auth_signature"] = hmac.new(
+        b"app-secret",
+        f"GET\n/apps/{APP_ID}/channels\n{string}".encode(),
+        hashlib.sha256,
+    ).hexdigest()
+    async with http.session.get(
+        f"{http.base}/apps/{APP_ID}/channels", params=query
+    ) as resp:
+        assert resp.status == 429
+        assert resp.headers["X-RateLimit-Limit"] == "1"
+        assert resp.headers["X-RateLimit-Remaining"] == "0"
+        assert 1 <= int(resp.headers["Retry-After"]) <= 1

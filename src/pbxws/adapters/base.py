@@ -14,6 +14,7 @@ from typing import Protocol
 import msgspec
 
 from pbxws.channels.cache import CachedEvent
+from pbxws.channels.ratelimit import RateDecision
 from pbxws.channels.registry import Subscriber
 
 __all__ = [
@@ -125,6 +126,15 @@ class Adapter(Protocol):
 
     async def terminate_user(self, app_id: str, user_id: str) -> None:
         """Close every connection signed in as ``user_id``, on every node."""
+
+    async def rate_limit(
+        self, app_id: str, kind: str, points: int, limit: int
+    ) -> RateDecision:
+        """Consume ``points`` of the app's per-second ``limit`` for ``kind``.
+
+        ``kind`` is ``backend_events`` (points = channels published to) or
+        ``read_requests``. Counted cluster-wide by the redis adapter.
+        """
 
     async def cache_put(
         self, app_id: str, channel: str, event: str, data: str, ttl: float

@@ -10,6 +10,7 @@ from typing import Final
 import msgspec
 
 from pbxws.channels.cache import CachedEvent, EventCache
+from pbxws.channels.ratelimit import FixedWindows, RateDecision
 from pbxws.channels.registry import AppChannels, Subscriber
 from pbxws.protocol.errors import ErrorCode
 
@@ -31,7 +32,9 @@ class LocalAdapter:
         self._apps: dict[str, AppChannels] = {}
         # Last events of cache channels.
         self._cache = EventCache()
-        # Periodic sweep of expired cache entries.
+        # Per-app rate-limit windows.
+        self._windows = FixedWindows()
+        # Periodic sweep of expired cache entries and rate windows.
         self._sweeper: asyncio.Task[None] | None = None
 
     def local_registries(self) -> Mapping[str, AppChannels]:
@@ -57,6 +60,7 @@ class LocalAdapter:
         while True:
             await asyncio.sleep(_CACHE_SWEEP_INTERVAL)
             self._cache.sweep(time.monotonic())
+            self._windows.sweep(time.monotonic())
 
     async def add_connection(
         self, app_id: str, conn: Subscriber, max_connections: int
@@ -132,6 +136,13 @@ class LocalAdapter:
         reg = self._apps.get(app_id)
         if reg is not None:
             reg.terminate_user(user_id, *TERMINATED)
+
+    async def rate_limit(
+        self, app_id: str, kind: str, points: int, limit: int
+    ) -> RateDecision:
+        return self._windows.consume(
+            f"{app_id}:{kind}", points, limit, time.monotonic()
+        )
 
     async def cache_put(
         self, app_id: str, channel: str, event: str, data: str, ttl: float

@@ -25,7 +25,15 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CLEANUP", "CONNECT", "DISCONNECT", "JOIN", "LEAVE", "SUBSCRIBE"]
+__all__ = [
+    "CLEANUP",
+    "CONNECT",
+    "DISCONNECT",
+    "JOIN",
+    "LEAVE",
+    "RATE_LIMIT",
+    "SUBSCRIBE",
+]
 
 # ARGV: prefix, node, app, max_connections. Returns 1 (registered) or 0 (quota).
 CONNECT: Final = """
@@ -146,4 +154,22 @@ end
 redis.call('DEL', np, ns, apps)
 redis.call('SREM', p .. 'nodes', node)
 return out
+"""
+
+# ARGV: prefix, node, app, kind, points, limit, window ms.
+# Fixed windows shared by the cluster; a refused request costs nothing.
+# Returns {allowed, remaining, ms until the window resets}.
+RATE_LIMIT: Final = """
+local p, app, kind = ARGV[1], ARGV[3], ARGV[4]
+local points, limit = tonumber(ARGV[5]), tonumber(ARGV[6])
+local window = tonumber(ARGV[7])
+local key = p .. 'rl:' .. app .. ':' .. kind
+local used = tonumber(redis.call('GET', key) or '0')
+local ttl = redis.call('PTTL', key)
+if ttl < 0 then ttl = window end
+if used + points > limit then return {0, math.max(0, limit - used), ttl} end
+if redis.call('INCRBY', key, points) == points then
+  redis.call('PEXPIRE', key, window)
+end
+return {1, limit - used - points, ttl}
 """

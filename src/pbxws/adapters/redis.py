@@ -47,6 +47,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from pbxws.channels.cache import CachedEvent
+from pbxws.channels.ratelimit import RateDecision
 from pbxws.channels.registry import Subscriber
 from pbxws.config import AdapterConfig, RedisConfig
 from pbxws.protocol.frames import text_frame
@@ -119,14 +120,7 @@ class RedisAdapter:
         self._redis = aioredis.Redis(connection_pool=pool)
         self._scripts = {
             name: self._redis.register_script(getattr(lua, name))
-            for name in (
-                "CONNECT",
-                "DISCONNECT",
-                "SUBSCRIBE",
-                "JOIN",
-                "LEAVE",
-                "CLEANUP",
-            )
+            for name in lua.__all__
         }
         # This node's subscribers, for fan-out (and its view during an outage).
         self.local = LocalAdapter()
@@ -396,6 +390,20 @@ class RedisAdapter:
             self._key("app", app_id, "ch", channel, "members")
         )
         return {_text(k): msgspec.Raw(v) for k, v in raw.items()}
+
+    async def rate_limit(
+        self, app_id: str, kind: str, points: int, limit: int
+    ) -> RateDecision:
+        if self.online:
+            try:
+                allowed, remaining, reset_ms = await self._run(
+                    "RATE_LIMIT", app_id, kind, points, limit, 1000
+                )
+            except (RedisError, OSError):
+                pass
+            else:
+                return RateDecision(bool(allowed), int(remaining), int(reset_ms) / 1000)
+        return await self.local.rate_limit(app_id, kind, points, limit)
 
     async def cache_put(
         self, app_id: str, channel: str, event: str, data: str, ttl: float

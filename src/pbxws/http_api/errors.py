@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from pbxws.adapters.base import AdapterUnavailable
-from pbxws.protocol.errors import ApiError
+from pbxws.protocol.errors import ApiError, RateLimited
 
 __all__ = ["error_middleware", "json_error", "json_response"]
 
@@ -52,7 +52,12 @@ async def error_middleware(
             status=exc.code,
             reason=exc.message,
         )
-        return json_error(exc.code, exc.message)
+        response = json_error(exc.code, exc.message)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+            response.headers["X-RateLimit-Limit"] = str(exc.limit)
+            response.headers["X-RateLimit-Remaining"] = str(exc.remaining)
+        return response
     except AdapterUnavailable as exc:
         log.error(
             "api_publish_unavailable",

@@ -14,7 +14,7 @@ from pbxws.protocol.messages import channel_event
 from pbxws.protocol.names import ChannelKind, channel_kind, is_cache_channel
 from pbxws.runtime import RUNTIME, Runtime
 
-from .auth import authenticate
+from .auth import BACKEND_EVENTS, READ_REQUESTS, authenticate, check_rate
 from .errors import json_response
 
 __all__ = ["add_routes"]
@@ -64,6 +64,7 @@ async def trigger_event(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     app, body = await authenticate(request)
     trigger = decode_trigger(body, app.limits)
+    await check_rate(request, app, BACKEND_EVENTS, len(trigger.channels))
     await _publish(rt, app, trigger, started)
     if not trigger.info:
         return json_response({})
@@ -80,6 +81,9 @@ async def trigger_batch(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     app, body = await authenticate(request)
     triggers = decode_batch(body, app.limits)
+    await check_rate(
+        request, app, BACKEND_EVENTS, sum(len(t.channels) for t in triggers)
+    )
     for trigger in triggers:
         await _publish(rt, app, trigger, started)
     if not any(t.info for t in triggers):
@@ -94,6 +98,7 @@ async def list_channels(request: web.Request) -> web.Response:
     """GET /apps/{app_id}/channels: occupied channels, optionally by prefix."""
     rt = request.app[RUNTIME]
     app, _ = await authenticate(request)
+    await check_rate(request, app, READ_REQUESTS, 1)
     prefix = request.query.get("filter_by_prefix", "")
     info = parse_info(request.query.get("info"))
     _check_info(info, {"user_count", "subscription_count"})
@@ -123,6 +128,7 @@ async def channel_info(request: web.Request) -> web.Response:
     """GET /apps/{app_id}/channels/{channel}: occupancy and requested counts."""
     rt = request.app[RUNTIME]
     app, _ = await authenticate(request)
+    await check_rate(request, app, READ_REQUESTS, 1)
     channel = request.match_info["channel"]
     info = parse_info(request.query.get("info"))
     _check_info(info, {"user_count", "subscription_count", "cache"})
@@ -149,6 +155,7 @@ async def channel_users(request: web.Request) -> web.Response:
     """GET /apps/{app_id}/channels/{channel}/users: presence members."""
     rt = request.app[RUNTIME]
     app, _ = await authenticate(request)
+    await check_rate(request, app, READ_REQUESTS, 1)
     channel = request.match_info["channel"]
     if channel_kind(channel) is not ChannelKind.PRESENCE:
         raise ApiError(400, "Users can only be listed for presence channels.")

@@ -8,7 +8,8 @@ Hierarchy::
     ├── ClientEventRejected      answer ``pusher:error`` (43xx); the socket stays open
     └── ApiError                 HTTP API: answer ``status`` with a JSON error body
         ├── AuthenticationFailed 401
-        └── PayloadTooLarge      413
+        ├── PayloadTooLarge      413
+        └── RateLimited          429, with Retry-After and X-RateLimit-* headers
 
 Each error says what the caller must do next, as h11's ``error_status_hint``
 does, so the I/O layers translate without interpreting messages.
@@ -26,6 +27,7 @@ __all__ = [
     "ErrorCode",
     "PayloadTooLarge",
     "PusherError",
+    "RateLimited",
     "SubscriptionRefused",
 ]
 
@@ -98,3 +100,16 @@ class PayloadTooLarge(ApiError):
 
     def __init__(self, message: str) -> None:
         super().__init__(413, message)
+
+
+class RateLimited(ApiError):
+    """The app used its per-second quota: answer 429 with the rate headers."""
+
+    def __init__(
+        self, message: str, *, limit: int, remaining: int, retry_after: int
+    ) -> None:
+        super().__init__(429, message)
+        # For X-RateLimit-Limit, X-RateLimit-Remaining and Retry-After.
+        self.limit = limit
+        self.remaining = remaining
+        self.retry_after = retry_after
