@@ -193,6 +193,8 @@ class Server:
         self._heartbeat = loop.create_task(run_heartbeat(self.runtime))
         metrics = self.runtime.metrics
         metrics.bind(self.runtime, self.port)
+        if hasattr(self.runtime.adapter, "metrics"):
+            self.runtime.adapter.metrics = metrics  # counts fan-outs from other nodes
         if metrics.enabled:
             self._lag_probe = loop.create_task(metrics.watch_loop_lag())
         self.runtime.accepting = True

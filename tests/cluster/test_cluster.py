@@ -303,3 +303,42 @@ async def test_rate_limits_are_cluster_wide(
     assert (await api(n2).trigger("a", "e", "x"))[0] == 200
     statuses = {(await api(n).trigger("a", "e", "x"))[0] for n in (n1, n2)}
     assert statuses == {429}
+
+
+async def test_metrics_show_the_redis_adapter(
+    cluster_node: ClusterFactory,
+    ws: WsFactory,
+    api: ApiFactory,
+    redis_server: RedisServer,
+) -> None:
+    """/metrics reports Redis state, remote deliveries and outages."""
+    import aiohttp
+
+    n1, n2 = await cluster_node(), await cluster_node()
+    remote = await ws(n2)
+    await remote.subscribe("m")
+    await api(n1).trigger("m", "e", "x")
+    await remote.expect("e")
+
+    async def scrape(node: object) -> str:
+        port = node.metrics_port  # type: ignore[attr-defined]
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(f"http://127.0.0.1:{port}/metrics") as r,
+        ):
+            return await r.text()
+
+    text = await scrape(n2)
+    assert f'soketi_redis_connected{{port="{n2.port}"}} 1.0' in text
+    assert 'soketi_ws_messages_sent_total{app_id="1"' in text
+    sent = [
+        line
+        for line in text.splitlines()
+        if line.startswith("soketi_ws_messages_sent_total{")
+    ]
+    assert any(float(line.rsplit(" ", 1)[1]) >= 2 for line in sent), (
+        sent
+    )  # sub ok + remote event
+    redis_server.kill()
+    await eventually(lambda: not n2.runtime.adapter.online, "outage seen")  # type: ignore[attr-defined]
+    assert f'soketi_redis_connected{{port="{n2.port}"}} 0.0' in await scrape(n2)

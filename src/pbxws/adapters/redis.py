@@ -37,23 +37,29 @@ import asyncio
 import collections
 import contextlib
 import secrets
-from typing import Any, Final
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import redis.asyncio as aioredis
 import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from pbxws.channels.cache import CachedEvent
 from pbxws.channels.ratelimit import RateDecision
-from pbxws.channels.registry import Subscriber
+from pbxws.channels.registry import AppChannels, Subscriber
 from pbxws.config import AdapterConfig, RedisConfig
 from pbxws.protocol.frames import text_frame
 from pbxws.protocol.messages import PresenceMember, member_added, member_removed
 
 from . import bus, lua
+
+if TYPE_CHECKING:
+    from pbxws.metrics import Metrics
 from .base import (
     AdapterUnavailable,
     ChannelCounts,
@@ -133,6 +139,13 @@ class RedisAdapter:
         self._tasks: list[asyncio.Task[None]] = []
         # The Redis data generation we last saw; a new one means Redis lost it.
         self._epoch: bytes | None = None
+        # Where fan-outs of other nodes' publications are counted (set by the server).
+        self.metrics: Metrics | None = None
+        # Adapter figures for /metrics.
+        self._resyncs = 0
+        self._dead_nodes_cleaned = 0
+        self._bus_received = 0
+        self._heartbeat_rtt = 0.0
         # Presence changes decided locally during an outage, announced on resync.
         self._pending_joins: set[tuple[str, str, str]] = set()
         self._pending_leaves: set[tuple[str, str, str]] = set()
@@ -199,6 +212,39 @@ class RedisAdapter:
             log.error("redis_outage_started", error=str(exc), node=self.node)
         self.online = False
         self._dirty = True
+
+    # --- metrics ---
+
+    def local_registries(self) -> Mapping[str, AppChannels]:
+        """This node's registries, for the channel gauges."""
+        return self.local.local_registries()
+
+    def collect_metrics(self, prefix: str, port: str) -> Iterable[Metric]:
+        """The adapter's state for /metrics (read at scrape time)."""
+        gauges = {
+            "redis_connected": ("1 while Redis answers, 0 in an outage.", self.online),
+            "redis_outbox_messages": ("Publications waiting.", len(self._outbox)),
+            "redis_heartbeat_rtt_seconds": (
+                "Round trip of the last lease renewal.",
+                self._heartbeat_rtt,
+            ),
+        }
+        counters = {
+            "redis_resyncs": ("State re-asserted (outage, lost lease).", self._resyncs),
+            "redis_dead_nodes_cleaned": (
+                "Dead nodes whose state this node removed.",
+                self._dead_nodes_cleaned,
+            ),
+            "redis_bus_messages_received": ("Bus messages read.", self._bus_received),
+        }
+        for name, (doc, value) in gauges.items():
+            gauge = GaugeMetricFamily(prefix + name, doc, labels=["port"])
+            gauge.add_metric([port], float(value))
+            yield gauge
+        for name, (doc, value) in counters.items():
+            counter = CounterMetricFamily(prefix + name, doc, labels=["port"])
+            counter.add_metric([port], float(value))
+            yield counter
 
     # --- connections ---
 
@@ -332,8 +378,11 @@ class RedisAdapter:
         reg = self.local._apps.get(message.app_id)
         if reg is None:
             return
+        self._bus_received += 1
         if isinstance(message, bus.Broadcast):
-            reg.fan_out(message.channel, message.frame, message.except_socket)
+            sent = reg.fan_out(message.channel, message.frame, message.except_socket)
+            if self.metrics is not None:
+                self.metrics.delivered(message.app_id, sent, len(message.frame))
         else:
             reg.terminate_user(message.user_id, *TERMINATED)
 
@@ -464,12 +513,14 @@ class RedisAdapter:
                     await self._resync()
                     backoff = interval
                     continue
+                started = time.perf_counter()
                 renewed = await self._redis.set(
                     self._key("lease", self.node),
                     b"1",
                     px=int(self._cfg.node_ttl * 1000),
                     xx=True,
                 )
+                self._heartbeat_rtt = time.perf_counter() - started
                 if not renewed:
                     log.warning("lease_lost", node=self.node)
                     await self._resync()
@@ -490,6 +541,7 @@ class RedisAdapter:
                 continue
             transitions = await self._cleanup(node)
             removed = await self._report(transitions)
+            self._dead_nodes_cleaned += 1
             log.warning(
                 "dead_node_cleaned",
                 dead_node=node,
@@ -540,6 +592,7 @@ class RedisAdapter:
             )
         self._pending_joins.clear()
         self._pending_leaves.clear()
+        self._resyncs += 1
         log.warning(
             "redis_resynced",
             node=self.node,
