@@ -27,6 +27,9 @@ class App(msgspec.Struct, frozen=True, kw_only=True):
     max_connections: int
     enable_client_messages: bool
     enable_user_authentication: bool
+    enable_subscription_count: bool
+    # Browser origins allowed to connect; empty means any.
+    allowed_origins: tuple[str, ...]
     # Client events per connection per second; -1 means no limit.
     max_client_events_per_sec: int
     # HTTP publishes (points = channels) per second, cluster-wide; -1: no limit.
@@ -46,6 +49,8 @@ class App(msgspec.Struct, frozen=True, kw_only=True):
             max_connections=app.max_connections,
             enable_client_messages=app.enable_client_messages,
             enable_user_authentication=app.enable_user_authentication,
+            enable_subscription_count=app.enable_subscription_count,
+            allowed_origins=tuple(app.allowed_origins),
             max_client_events_per_sec=app.max_client_events_per_sec,
             max_backend_events_per_sec=app.max_backend_events_per_sec,
             max_read_req_per_sec=app.max_read_req_per_sec,

@@ -36,6 +36,8 @@ Series (``soketi_`` stands for ``metrics.prefix``; labels ``app_id`` and
       soketi_slow_consumers_closed_total    counter  closed 4100, send buffer full
       soketi_rejections_total               counter  {app_id, port, kind, code}
       soketi_rate_limited_total             counter  {app_id, port, limit}
+      soketi_webhook_events_total           counter  {app_id, port, outcome}
+      soketi_webhook_requests_total         counter  {app_id, port, result}
       soketi_event_loop_lag_seconds         histogram  {port}
       soketi_ready                          gauge    {port} 1 accepting, 0 not
       soketi_build_info                     gauge    {port, version, node}
@@ -143,6 +145,8 @@ class AppStats:
         "rate_limited",
         "rejections",
         "slow_consumers",
+        "webhook_events",
+        "webhook_requests",
     )
 
     def __init__(self) -> None:
@@ -168,6 +172,11 @@ class AppStats:
         self.rate_limited: dict[str, int] = {}
         # Seconds from a publication arriving to its frames being written here.
         self.latency = Buckets(PUBLISH_BUCKETS)
+        # Webhook events by outcome: delivered, exhausted (retries ran out),
+        # dropped (queue full), suppressed (a delayed vacated/removed cancelled).
+        self.webhook_events: dict[str, int] = {}
+        # Webhook requests by result: ok (2xx) or failed.
+        self.webhook_requests: dict[str, int] = {}
 
     def connected(self) -> None:
         """A connection was accepted."""
@@ -221,6 +230,15 @@ class AppStats:
         """A rate limit (``client_events``, ...) refused a request."""
         self.rate_limited[limit] = self.rate_limited.get(limit, 0) + 1
 
+    def webhook_event(self, outcome: str, n: int = 1) -> None:
+        """``n`` webhook events ended with ``outcome`` (see ``webhook_events``)."""
+        self.webhook_events[outcome] = self.webhook_events.get(outcome, 0) + n
+
+    def webhook_request(self, *, ok: bool) -> None:
+        """One webhook request got a 2xx answer (``ok``) or did not."""
+        result = "ok" if ok else "failed"
+        self.webhook_requests[result] = self.webhook_requests.get(result, 0) + 1
+
 
 class _NullStats(AppStats):
     """The stats of every app when metrics are disabled: every call does nothing."""
@@ -255,6 +273,12 @@ class _NullStats(AppStats):
         pass
 
     def limited(self, limit: str) -> None:
+        pass
+
+    def webhook_event(self, outcome: str, n: int = 1) -> None:
+        pass
+
+    def webhook_request(self, *, ok: bool) -> None:
         pass
 
 
@@ -457,6 +481,7 @@ class _Collector(Collector):
                     n,
                 )
         yield limited
+        yield from self._webhooks(apps)
         yield self._node_families()
         yield from self._ready_and_info()
         rt = m._runtime
@@ -515,6 +540,33 @@ class _Collector(Collector):
                     n,
                 )
         return family
+
+    def _webhooks(self, apps: list[tuple[str, AppStats]]) -> Iterator[Metric]:
+        p, port = self._m.prefix, self._m.port
+        for name, label, doc, attr in (
+            (
+                "webhook_events_total",
+                "outcome",
+                "Webhook events by outcome: delivered, exhausted (retries ran out), "
+                "dropped (queue full), suppressed (vacated/removed cancelled "
+                "because the channel or user came back).",
+                "webhook_events",
+            ),
+            (
+                "webhook_requests_total",
+                "result",
+                "Webhook requests by result: ok (2xx) or failed (retried).",
+                "webhook_requests",
+            ),
+        ):
+            family = Metric(p + name, doc, "counter")
+            for app_id, stats in apps:
+                counts: dict[str, int] = getattr(stats, attr)
+                for value, n in counts.items():
+                    family.add_sample(
+                        p + name, {"app_id": app_id, "port": port, label: value}, n
+                    )
+            yield family
 
     def _node_families(self) -> Metric:
         p, port = self._m.prefix, self._m.port

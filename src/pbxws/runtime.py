@@ -10,7 +10,9 @@ from aiohttp import web
 from pbxws.apps import AppDirectory
 from pbxws.config import Config
 from pbxws.metrics import Metrics
+from pbxws.webhooks import Webhooks
 from pbxws.ws.socket_ids import SocketIdFactory
+from pbxws.ws.subscription_count import SubscriptionCounts
 
 if TYPE_CHECKING:
     from pbxws.adapters.base import Adapter
@@ -41,6 +43,11 @@ class Runtime:
         self.accepting = False
         # Per-app counters and the Prometheus registry (no-ops when disabled).
         self.metrics = Metrics(config.metrics, apps.by_id)
+        # pusher_internal:subscription_count for the apps that enable it.
+        self.subscription_counts = SubscriptionCounts(adapter, self.metrics)
+        # Webhook events of the apps that have webhooks (started by the server).
+        self.webhooks = Webhooks(config, self.metrics, socket_ids.node)
+        self.subscription_counts.on_count = self.webhooks.subscription_count
         # Set whenever `connections` is empty; awaited by the drain.
         self._no_connections = asyncio.Event()
         self._no_connections.set()

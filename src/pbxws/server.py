@@ -22,11 +22,15 @@ from pbxws.config import Config, ServerConfig, SslConfig
 from pbxws.http_api.errors import error_middleware
 from pbxws.http_api.metering import metrics_middleware
 from pbxws.http_api.routes import add_routes
+from pbxws.metrics import LocalRegistries
 from pbxws.ops import accept_traffic, build_ops_app
 from pbxws.protocol.errors import ErrorCode
 from pbxws.runtime import RUNTIME, Runtime
+from pbxws.webhooks.store import MemoryStore, RegistryTruth, Store
+from pbxws.ws.connection import ConnState
 from pbxws.ws.endpoint import handle_websocket
 from pbxws.ws.heartbeat import run_heartbeat
+from pbxws.ws.lean import Front
 from pbxws.ws.socket_ids import SocketIdFactory
 
 __all__ = ["Server", "StartupError"]
@@ -99,6 +103,37 @@ def _adapter(config: Config, node: str) -> Adapter:
     return LocalAdapter()
 
 
+def _webhook_store(config: Config, adapter: Adapter) -> Store:
+    """Where webhook deliveries wait: in Redis for a cluster, else in memory."""
+    hooks = config.webhooks
+    window = hooks.batching_duration if hooks.batching else 0.0
+    if config.adapter.driver == "redis":
+        from pbxws.webhooks.redis_store import RedisStore
+
+        return RedisStore(
+            config.redis,
+            grace=hooks.removal_delay,
+            window=window,
+            limit=hooks.queue_limit,
+            # A claim outlives any request, answer included.
+            visibility=hooks.request_timeout * 1.5 + 1.0,
+            retry_period=hooks.retry_period,
+            endpoints=[
+                (app.id, hook.url) for app in config.apps for hook in app.webhooks
+            ],
+            connections=hooks.concurrency + 2,
+        )
+    registries = (
+        adapter.local_registries() if isinstance(adapter, LocalRegistries) else {}
+    )
+    return MemoryStore(
+        RegistryTruth(registries),
+        grace=hooks.removal_delay,
+        window=window,
+        limit=hooks.queue_limit,
+    )
+
+
 class Server:
     """One pbxws node: WebSocket + HTTP API listener and operations listener."""
 
@@ -113,6 +148,8 @@ class Server:
         self.port = 0
         self.metrics_port = 0
         self._runners: list[web.AppRunner] = []
+        # The main port's listener when upgrades run on the lean protocol.
+        self._lean_server: asyncio.Server | None = None
         # Pings and closes silent clients; cancelled when the drain starts.
         self._heartbeat: asyncio.Task[None] | None = None
         # Samples the event-loop lag for the metrics.
@@ -162,6 +199,43 @@ class Server:
             ) from exc
         return _bound_port(runner)
 
+    async def _listen_lean(
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+    ) -> int:
+        """The main port: upgrades on the lean protocol, the rest on aiohttp."""
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=_LISTENER_SHUTDOWN_TIMEOUT,
+        )
+        await runner.setup()
+        self._runners.append(runner)
+        http_factory = runner.server
+        if http_factory is None:
+            raise StartupError("aiohttp did not set up its request handler")
+        rt = self.runtime
+        loop = asyncio.get_running_loop()
+        try:
+            self._lean_server = await loop.create_server(
+                lambda: Front(rt, http_factory),
+                host,
+                port,
+                ssl=ssl_context,
+                reuse_address=True,
+                backlog=1024,
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {host}:{port} for the WebSocket/API port: "
+                f"{exc.strerror or exc}"
+            ) from exc
+        return int(self._lean_server.sockets[0].getsockname()[1])
+
     async def start(self) -> None:
         """Bind both listeners and start accepting clients.
 
@@ -172,14 +246,25 @@ class Server:
         cfg = self.config
         tls = _ssl_context(cfg.ssl)
         try:
-            await self.runtime.adapter.start()
-            self.port = await self._listen(
-                self._main_app(),
-                cfg.server.host,
-                cfg.server.port,
-                "WebSocket/API port",
-                tls,
-            )
+            rt = self.runtime
+            if rt.webhooks.enabled:
+                await rt.webhooks.start(_webhook_store(cfg, rt.adapter))
+                if hasattr(rt.adapter, "on_transition"):
+                    # Transitions the adapter finds itself (dead nodes, resyncs).
+                    rt.adapter.on_transition = rt.webhooks.transition
+            await rt.adapter.start()
+            if cfg.server.lean_websockets:
+                self.port = await self._listen_lean(
+                    self._main_app(), cfg.server.host, cfg.server.port, tls
+                )
+            else:
+                self.port = await self._listen(
+                    self._main_app(),
+                    cfg.server.host,
+                    cfg.server.port,
+                    "WebSocket/API port",
+                    tls,
+                )
             self.metrics_port = await self._listen(
                 build_ops_app(self.runtime),
                 cfg.metrics.host,
@@ -255,7 +340,7 @@ class Server:
             cut_off=len(rt.connections),
             elapsed=round(loop.time() - started, 3),
         )
-        await self._cleanup()
+        await self._cleanup(started + grace)
         log.info("server_stopped", elapsed=round(loop.time() - started, 3))
 
     async def _close_spread(self, window: float) -> int:
@@ -263,7 +348,10 @@ class Server:
 
         Returns how many connections were asked to close.
         """
-        conns = list(self.runtime.connections.values())
+        # Connections already going (leaving their channels) need no 4200.
+        conns = [
+            c for c in self.runtime.connections.values() if c.state is ConnState.OPEN
+        ]
         if not conns:
             return 0
         loop = asyncio.get_running_loop()
@@ -287,15 +375,27 @@ class Server:
         if not heartbeat_only:
             self._lag_probe = None
 
-    async def _cleanup(self) -> None:
-        """Stop the main listener, leave the cluster, stop the operations listener."""
+    async def _cleanup(self, deadline: float = 0.0) -> None:
+        """Stop the main listener, leave the cluster, stop the operations listener.
+
+        Webhooks get until ``deadline`` (loop time) to go out.
+        """
         self._cancel_tasks()
         runners, self._runners = self._runners, []
-        # The main port: in-flight API requests get to finish.
+        # The main port: no new connections; in-flight API requests get to finish.
+        if self._lean_server is not None:
+            self._lean_server.close()
+            self._lean_server = None
         if runners:
             await runners[0].cleanup()
+        # No more subscription counts to send.
+        await self.runtime.subscription_counts.aclose()
         # Leave the cluster: our members and subscriptions are removed at once.
         await self.runtime.adapter.stop()
+        # Webhooks: the departures above included; in a cluster what is left
+        # stays in Redis for the other nodes.
+        loop = asyncio.get_running_loop()
+        await self.runtime.webhooks.stop(max(0.0, deadline - loop.time()))
         # Last, the operations port, which answered /ready 503 all along.
         for runner in runners[1:]:
             await runner.cleanup()

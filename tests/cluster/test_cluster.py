@@ -342,3 +342,5 @@ async def test_metrics_show_the_redis_adapter(
     redis_server.kill()
     await eventually(lambda: not n2.runtime.adapter.online, "outage seen")  # type: ignore[attr-defined]
     assert f'soketi_redis_connected{{port="{n2.port}"}} 0.0' in await scrape(n2)
+    redis_server.start()  # nodes stop cleanly with Redis back
+    await eventually(lambda: n2.runtime.adapter.online, "back online")  # type: ignore[attr-defined]

@@ -10,8 +10,6 @@ import asyncio
 import signal
 from typing import Any
 
-import pytest
-
 PAYLOAD = {
     "id": 42,
     "text": 'héllo wörld ✓ — "quoted" \\ back\\slash </script>',
@@ -338,10 +336,6 @@ async def test_signin_with_wrong_secret_is_refused(driver, server) -> None:
     assert not frames(driver, "a", "pusher:signin_success")
 
 
-@pytest.mark.xfail(
-    reason="pbxws has no watchlist events (optional per protocol ref. §10)",
-    strict=True,
-)
 async def test_watchlist_reports_a_watched_user_coming_online(driver, server) -> None:
     """A watcher gets an online watchlist event when a watched user signs in."""
     await driver.connect("a", server.port, auth={"user_id": "1", "watchlist": ["2"]})

@@ -9,6 +9,7 @@ tell the others").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import msgspec
@@ -126,6 +127,42 @@ class Adapter(Protocol):
 
     async def terminate_user(self, app_id: str, user_id: str) -> None:
         """Close every connection signed in as ``user_id``, on every node."""
+
+    async def sign_in(self, app_id: str, user_id: str) -> None:
+        """Count one more connection signed in as ``user_id``.
+
+        A user is online while signed in on at least one connection,
+        cluster-wide; when this makes ``user_id`` online, every watcher of
+        the user (on every node) gets a watchlist ``online`` event.
+        """
+
+    async def sign_out(self, app_id: str, user_id: str) -> None:
+        """Count one connection fewer signed in as ``user_id``.
+
+        When it was the user's last one, cluster-wide, the user's watchers
+        get an ``offline`` event.
+        """
+
+    async def watch(
+        self, app_id: str, conn: Subscriber, user_ids: Sequence[str]
+    ) -> dict[str, bool]:
+        """Send ``conn`` the online/offline changes of ``user_ids`` from now on.
+
+        Returns their current status (user id -> online), which the caller
+        sends first; no change reaches ``conn`` before this returns.
+        """
+
+    async def unwatch(
+        self, app_id: str, conn: Subscriber, user_ids: Sequence[str]
+    ) -> None:
+        """Stop sending ``conn`` the changes of ``user_ids``."""
+
+    async def throttle(self, app_id: str, key: str, seconds: float) -> float:
+        """Claim the next window of ``seconds`` for ``key``, cluster-wide.
+
+        Returns 0.0 when the caller claimed it (and may act now), else the
+        seconds until the window another caller claimed ends.
+        """
 
     async def rate_limit(
         self, app_id: str, kind: str, points: int, limit: int

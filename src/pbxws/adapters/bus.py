@@ -6,7 +6,7 @@ from typing import Final
 
 import msgspec
 
-__all__ = ["Broadcast", "Message", "Terminate", "decode", "encode"]
+__all__ = ["Broadcast", "Message", "Terminate", "UserStatus", "decode", "encode"]
 
 
 class Broadcast(msgspec.Struct, tag="b", array_like=True, frozen=True):
@@ -27,7 +27,18 @@ class Terminate(msgspec.Struct, tag="t", array_like=True, frozen=True):
     user_id: str
 
 
-Message = Broadcast | Terminate
+class UserStatus(msgspec.Struct, tag="u", array_like=True, frozen=True):
+    """A signed-in user came online or went offline (watchlist events)."""
+
+    node: str
+    app_id: str
+    user_id: str
+    online: bool
+    # Version of the change (see :mod:`pbxws.adapters.lua`); older ones lose.
+    version: int
+
+
+Message = Broadcast | Terminate | UserStatus
 
 _encoder: Final = msgspec.msgpack.Encoder()
 _decoder: Final = msgspec.msgpack.Decoder(Message)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import msgspec
@@ -19,6 +19,8 @@ from .base import ChannelCounts, JoinResult, LeaveResult, PresenceFull
 __all__ = ["LocalAdapter"]
 
 _CACHE_SWEEP_INTERVAL = 60.0
+# Throttle windows kept before the ended ones are forgotten.
+_THROTTLE_PURGE_AT = 1024
 
 # How terminate_connections closes a socket (Soketi's code and words).
 TERMINATED: Final = (int(ErrorCode.UNAUTHORIZED), "You got disconnected by the app.")
@@ -36,6 +38,10 @@ class LocalAdapter:
         self._windows = FixedWindows()
         # Periodic sweep of expired cache entries and rate windows.
         self._sweeper: asyncio.Task[None] | None = None
+        # Version of the last online/offline change of a signed-in user.
+        self._users_version = 0
+        # Throttle windows: "app\0key" -> monotonic time the window ends.
+        self._throttles: dict[str, float] = {}
 
     def local_registries(self) -> Mapping[str, AppChannels]:
         """This node's registries by app id, for the metrics (not copied)."""
@@ -71,7 +77,7 @@ class LocalAdapter:
         reg = self._apps.get(app_id)
         if reg is not None:
             reg.remove_connection(conn)
-            if not reg.connections and not reg.channels:
+            if reg.idle():
                 del self._apps[app_id]
 
     async def subscribe(self, app_id: str, channel: str, conn: Subscriber) -> bool:
@@ -143,6 +149,50 @@ class LocalAdapter:
         return self._windows.consume(
             f"{app_id}:{kind}", points, limit, time.monotonic()
         )
+
+    async def sign_in(self, app_id: str, user_id: str) -> None:
+        reg = self.registry(app_id)
+        if reg.sign_in(user_id):
+            self._users_version += 1
+            reg.watchlists.update(user_id, True, self._users_version)
+
+    async def sign_out(self, app_id: str, user_id: str) -> None:
+        reg = self._apps.get(app_id)
+        if reg is not None and reg.sign_out(user_id):
+            self._users_version += 1
+            reg.watchlists.update(user_id, False, self._users_version)
+
+    async def watch(
+        self, app_id: str, conn: Subscriber, user_ids: Sequence[str]
+    ) -> dict[str, bool]:
+        reg = self.registry(app_id)
+        watchlists = reg.watchlists
+        watchlists.hold(user_ids)
+        watchlists.refresh(
+            {user_id: user_id in reg.users for user_id in user_ids},
+            self._users_version,
+        )
+        watchlists.attach(conn, user_ids)
+        watchlists.release(user_ids)
+        return watchlists.statuses(user_ids)
+
+    async def unwatch(
+        self, app_id: str, conn: Subscriber, user_ids: Sequence[str]
+    ) -> None:
+        reg = self._apps.get(app_id)
+        if reg is not None:
+            reg.watchlists.detach(conn, user_ids)
+
+    async def throttle(self, app_id: str, key: str, seconds: float) -> float:
+        now = time.monotonic()
+        if len(self._throttles) >= _THROTTLE_PURGE_AT:
+            self._throttles = {k: t for k, t in self._throttles.items() if t > now}
+        name = f"{app_id}\0{key}"
+        ends = self._throttles.get(name, 0.0)
+        if ends > now:
+            return ends - now
+        self._throttles[name] = now + seconds
+        return 0.0
 
     async def cache_put(
         self, app_id: str, channel: str, event: str, data: str, ttl: float

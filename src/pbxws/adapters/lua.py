@@ -9,9 +9,13 @@ Key layout (``P`` is the configured key prefix + ``pbxws:``)::
     P app:{app}:ch:{ch}:members  HASH  user id -> raw user_info (presence)
     P app:{app}:ch:{ch}:refs     HASH  user id -> sockets of that user, cluster-wide
     P app:{app}:cache:{ch}       STR   last event of a cache channel (with TTL)
+    P app:{app}:users            HASH  user id -> connections signed in as it
+    P app:{app}:users:version    STR   version of the last online/offline change
+    P app:{app}:throttle:{key}   STR   a claimed throttle window (with TTL)
     P node:{node}:subs           HASH  "app\\0ch" -> this node's subscriptions
     P node:{node}:presence       HASH  "app\\0ch\\0user" -> this node's sockets
     P node:{node}:apps           SET   apps this node has connections in
+    P node:{node}:users          HASH  "app\\0user" -> this node's signed-in sockets
 
 Every change is recorded twice: in the cluster-wide totals that answer
 queries, and in the owning node's own hashes, so that when a node dies its
@@ -19,6 +23,11 @@ whole contribution can be subtracted in one script (``CLEANUP``) that also
 reports which members and channels that made disappear. Each script is atomic,
 so a transition (first socket of a user, last subscriber of a channel) is
 seen by exactly one caller, however many nodes race.
+
+A signed-in user coming online or going offline gets a *version*: the Redis
+clock in microseconds, forced above the previous version, so versions only
+grow (even after Redis lost its data). Nodes use them to apply watchlist
+changes in order whatever order the bus delivers them in.
 """
 
 from __future__ import annotations
@@ -32,8 +41,28 @@ __all__ = [
     "JOIN",
     "LEAVE",
     "RATE_LIMIT",
+    "SIGNIN",
+    "SIGNOUT",
     "SUBSCRIBE",
+    "THROTTLE",
+    "USERS",
 ]
+
+# The next version of app's user statuses (a Lua function, prepended to the
+# scripts that change them): the Redis clock in microseconds, or one more than
+# the last version if the clock is behind it. As a decimal string.
+_VERSION: Final = """
+local function next_version(p, app)
+  local key = p .. 'app:' .. app .. ':users:version'
+  local t = redis.call('TIME')
+  local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local last = tonumber(redis.call('GET', key) or '0')
+  if v <= last then v = last + 1 end
+  v = string.format('%.0f', v)
+  redis.call('SET', key, v)
+  return v
+end
+"""
 
 # ARGV: prefix, node, app, max_connections. Returns 1 (registered) or 0 (quota).
 CONNECT: Final = """
@@ -120,10 +149,13 @@ return {vacated, removed}
 """
 
 # ARGV: prefix, node. Subtracts the node's whole contribution and forgets it.
-# Returns a flat list of transitions: 'm', app, channel, user (member gone) and
-# 'v', app, channel, '' (channel vacated). Running it twice finds nothing the
-# second time, so whoever runs it first is the one that reports.
-CLEANUP: Final = """
+# Returns a flat list of transitions: 'm', app, channel, user (member gone),
+# 'v', app, channel, '' (channel vacated) and 'o', app, version, user (user
+# offline). Running it twice finds nothing the second time, so whoever runs it
+# first is the one that reports.
+CLEANUP: Final = (
+    _VERSION
+    + """
 local p, node = ARGV[1], ARGV[2]
 local out = {}
 local np = p .. 'node:' .. node .. ':presence'
@@ -147,14 +179,26 @@ for i = 1, #entries, 2 do
     out[#out + 1] = 'v'; out[#out + 1] = app; out[#out + 1] = ch; out[#out + 1] = ''
   end
 end
+local nu = p .. 'node:' .. node .. ':users'
+entries = redis.call('HGETALL', nu)
+for i = 1, #entries, 2 do
+  local app, uid = string.match(entries[i], '^(.-)%z(.*)$')
+  local users = p .. 'app:' .. app .. ':users'
+  if redis.call('HINCRBY', users, uid, -tonumber(entries[i + 1])) <= 0 then
+    redis.call('HDEL', users, uid)
+    out[#out + 1] = 'o'; out[#out + 1] = app
+    out[#out + 1] = next_version(p, app); out[#out + 1] = uid
+  end
+end
 local apps = p .. 'node:' .. node .. ':apps'
 for _, app in ipairs(redis.call('SMEMBERS', apps)) do
   redis.call('HDEL', p .. 'app:' .. app .. ':conns', node)
 end
-redis.call('DEL', np, ns, apps)
+redis.call('DEL', np, ns, nu, apps)
 redis.call('SREM', p .. 'nodes', node)
 return out
 """
+)
 
 # ARGV: prefix, node, app, kind, points, limit, window ms.
 # Fixed windows shared by the cluster; a refused request costs nothing.
@@ -172,4 +216,63 @@ if redis.call('INCRBY', key, points) == points then
   redis.call('PEXPIRE', key, window)
 end
 return {1, limit - used - points, ttl}
+"""
+
+# ARGV: prefix, node, app, user id, connections. Counts that many more sockets
+# signed in as the user. Returns the version of the change if the user came
+# online (cluster-wide), else '0'.
+SIGNIN: Final = (
+    _VERSION
+    + """
+local p, node, app, uid, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+redis.call('HINCRBY', p .. 'node:' .. node .. ':users', app .. '\\0' .. uid, n)
+if redis.call('HINCRBY', p .. 'app:' .. app .. ':users', uid, n) == n then
+  return next_version(p, app)
+end
+return '0'
+"""
+)
+
+# ARGV: prefix, node, app, user id. Counts one socket fewer. Returns the
+# version of the change if the user went offline (cluster-wide), else '0'
+# (also when this node had no such socket: a cleanup already took it).
+SIGNOUT: Final = (
+    _VERSION
+    + """
+local p, node, app, uid = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local nu = p .. 'node:' .. node .. ':users'
+local field = app .. '\\0' .. uid
+local mine = redis.call('HINCRBY', nu, field, -1)
+if mine <= 0 then redis.call('HDEL', nu, field) end
+if mine < 0 then return '0' end
+local users = p .. 'app:' .. app .. ':users'
+if redis.call('HINCRBY', users, uid, -1) <= 0 then
+  redis.call('HDEL', users, uid)
+  return next_version(p, app)
+end
+return '0'
+"""
+)
+
+# ARGV: prefix, node, app, user ids... Returns {version, 1|0 per user id}:
+# who is online, as of a version every earlier change has and no later one
+# can have (the clock just before now, or the last change's if that is later).
+USERS: Final = """
+local p, app = ARGV[1], ARGV[3]
+local t = redis.call('TIME')
+local v = tonumber(t[1]) * 1000000 + tonumber(t[2]) - 1
+local last = tonumber(redis.call('GET', p .. 'app:' .. app .. ':users:version') or '0')
+if last > v then v = last end
+local out = {string.format('%.0f', v)}
+local online = redis.call('HMGET', p .. 'app:' .. app .. ':users', unpack(ARGV, 4))
+for i = 1, #online do out[i + 1] = online[i] and 1 or 0 end
+return out
+"""
+
+# ARGV: prefix, node, app, key, window ms. Returns 0 if this caller claimed
+# the window, else the ms left in the window someone else claimed.
+THROTTLE: Final = """
+local k = ARGV[1] .. 'app:' .. ARGV[3] .. ':throttle:' .. ARGV[4]
+if redis.call('SET', k, '1', 'NX', 'PX', ARGV[5]) then return 0 end
+return math.max(1, redis.call('PTTL', k))
 """

@@ -21,6 +21,12 @@ reports the members and channels that vanished. The script is atomic and
 deletes what it subtracts, so only the first node to run it reports, and that
 node publishes the ``member_removed`` events.
 
+*Signed-in users.* Who is online (signed in on at least one socket) is
+counted the same way (``SIGNIN``/``SIGNOUT``, undone by ``CLEANUP``); each
+online/offline change gets a growing version and goes on the bus, and every
+node applies it to its own watchers' view of that user (see
+:mod:`pbxws.channels.watchlist`) unless the view is newer already.
+
 *Rejoin and outage.* When this node finds its own lease gone (it was paused or
 cut off) or Redis comes back after an outage, it *resyncs*: it cleans up its
 own stale contribution and re-asserts what its live sockets hold, publishing
@@ -38,7 +44,7 @@ import collections
 import contextlib
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -80,7 +86,9 @@ _POOL_SIZE: Final = 32
 # Longest wait between reconnect attempts while Redis is down.
 _MAX_BACKOFF: Final = 5.0
 # Transition kinds reported by lua.CLEANUP.
-_MEMBER, _VACATED = b"m", b"v"
+_MEMBER, _VACATED, _OFFLINE = b"m", b"v", b"o"
+# Most user ids asked about in one lua.USERS call.
+_USERS_PER_QUERY: Final = 1000
 
 
 def _text(value: bytes | str) -> str:
@@ -141,6 +149,10 @@ class RedisAdapter:
         self._epoch: bytes | None = None
         # Where fan-outs of other nodes' publications are counted (set by the server).
         self.metrics: Metrics | None = None
+        # Told of the transitions this adapter finds itself (a dead node's
+        # cleanup, a resync): (app id, channel, user id or None, up). Set by
+        # the server for webhooks.
+        self.on_transition: Callable[[str, str, str | None, bool], None] | None = None
         # Adapter figures for /metrics.
         self._resyncs = 0
         self._dead_nodes_cleaned = 0
@@ -348,6 +360,104 @@ class RedisAdapter:
         await self.local.terminate_user(app_id, user_id)
         await self._send(bus.Terminate(self.node, app_id, user_id))
 
+    # --- signed-in users and watchlists ---
+
+    async def sign_in(self, app_id: str, user_id: str) -> None:
+        reg = self.local.registry(app_id)
+        first_here = reg.sign_in(user_id)
+        if self.online:
+            try:
+                version = int(await self._run("SIGNIN", app_id, user_id, 1))
+            except (RedisError, OSError):
+                pass
+            else:
+                if version:
+                    await self._announce(app_id, user_id, True, version)
+                return
+        # Outage: online for sure; this node's watchers learn it now, the
+        # others on resync.
+        if first_here:
+            reg.watchlists.update(user_id, True, None)
+
+    async def sign_out(self, app_id: str, user_id: str) -> None:
+        reg = self.local._apps.get(app_id)
+        if reg is None:
+            return
+        reg.sign_out(user_id)
+        if self.online:
+            try:
+                version = int(await self._run("SIGNOUT", app_id, user_id))
+            except (RedisError, OSError):
+                return  # the resync settles it
+            if version:
+                await self._announce(app_id, user_id, False, version)
+
+    async def _announce(
+        self, app_id: str, user_id: str, online: bool, version: int
+    ) -> None:
+        """Tell this node's and the other nodes' watchers of a status change."""
+        reg = self.local._apps.get(app_id)
+        if reg is not None:
+            reg.watchlists.update(user_id, online, version)
+        try:
+            await self._send(
+                bus.UserStatus(self.node, app_id, user_id, online, version)
+            )
+        except AdapterUnavailable:
+            # The other nodes' views are corrected when they next resync.
+            log.error("user_status_not_sent", app_id=app_id, node=self.node)
+
+    async def _users(
+        self, app_id: str, user_ids: Sequence[str]
+    ) -> tuple[int, dict[str, bool]]:
+        """Who of ``user_ids`` is online, and the version the answer reflects."""
+        out = await self._run("USERS", app_id, *user_ids)
+        return int(out[0]), {
+            user_id: bool(flag) for user_id, flag in zip(user_ids, out[1:], strict=True)
+        }
+
+    async def watch(
+        self, app_id: str, conn: Subscriber, user_ids: Sequence[str]
+    ) -> dict[str, bool]:
+        if not user_ids:
+            return {}
+        reg = self.local.registry(app_id)
+        watchlists = reg.watchlists
+        watchlists.hold(user_ids)
+        try:
+            answered = False
+            if self.online:
+                try:
+                    version, statuses = await self._users(app_id, user_ids)
+                except (RedisError, OSError):
+                    pass
+                else:
+                    watchlists.refresh(statuses, version)
+                    answered = True
+            if not answered:  # outage: what this node knows
+                watchlists.fill_unknown({u: u in reg.users for u in user_ids})
+            watchlists.attach(conn, user_ids)
+        finally:
+            watchlists.release(user_ids)
+        return watchlists.statuses(user_ids)
+
+    async def unwatch(
+        self, app_id: str, conn: Subscriber, user_ids: Sequence[str]
+    ) -> None:
+        await self.local.unwatch(app_id, conn, user_ids)
+
+    async def throttle(self, app_id: str, key: str, seconds: float) -> float:
+        if self.online:
+            try:
+                left = await self._run(
+                    "THROTTLE", app_id, key, max(1, round(seconds * 1000))
+                )
+            except (RedisError, OSError):
+                pass
+            else:
+                return int(left) / 1000
+        return await self.local.throttle(app_id, key, seconds)
+
     async def _send(self, message: bus.Message) -> None:
         data = bus.encode(message)
         if self.online and not self._outbox:
@@ -383,6 +493,8 @@ class RedisAdapter:
             sent = reg.fan_out(message.channel, message.frame, message.except_socket)
             if self.metrics is not None:
                 self.metrics.delivered(message.app_id, sent, len(message.frame))
+        elif isinstance(message, bus.UserStatus):
+            reg.watchlists.update(message.user_id, message.online, message.version)
         else:
             reg.terminate_user(message.user_id, *TERMINATED)
 
@@ -489,15 +601,25 @@ class RedisAdapter:
     async def _report(
         self, transitions: list[bytes], *, keep: set[tuple[str, str, str]] | None = None
     ) -> int:
-        """Publish member_removed for members a cleanup removed (unless re-added)."""
+        """Publish member_removed for members a cleanup removed (unless re-added).
+
+        Users it took offline are announced too (watchlists).
+        """
         sent = 0
         for i in range(0, len(transitions), 4):
             kind, app, channel, user = transitions[i : i + 4]
+            if kind == _OFFLINE:
+                await self._announce(app.decode(), user.decode(), False, int(channel))
+                continue
+            if kind == _VACATED and self.on_transition is not None:
+                self.on_transition(app.decode(), channel.decode(), None, False)
             if kind != _MEMBER:
                 continue
             key = (app.decode(), channel.decode(), user.decode())
             if keep is not None and key in keep:
                 continue
+            if self.on_transition is not None:
+                self.on_transition(key[0], key[1], key[2], False)
             frame = text_frame(member_removed(key[1], key[2]))
             await self.publish(key[0], key[1], frame, None)
             sent += 1
@@ -592,6 +714,8 @@ class RedisAdapter:
             )
         self._pending_joins.clear()
         self._pending_leaves.clear()
+        self._resync_transitions(stale, [key for key, _ in added], reset)
+        await self._resync_users(stale)
         self._resyncs += 1
         log.warning(
             "redis_resynced",
@@ -601,6 +725,75 @@ class RedisAdapter:
             members_removed=len(removals),
             members_added=announced_added,
         )
+
+    def _resync_transitions(
+        self, stale: list[bytes], added: list[tuple[str, str, str]], reset: bool
+    ) -> None:
+        """Tell on_transition what a resync may have changed.
+
+        Its listener (webhooks) reads the truth from Redis, so a notice of a
+        transition that did not happen is harmless: every stale channel and
+        member is reported down, every member the re-assertion added up, and
+        after a data loss every channel held here up (nothing is known of them).
+        Channels subscribed during an outage were reported then.
+        """
+        notify = self.on_transition
+        if notify is None:
+            return
+        for i in range(0, len(stale), 4):
+            kind, app, channel, user = stale[i : i + 4]
+            if kind == _MEMBER:
+                notify(app.decode(), channel.decode(), user.decode(), False)
+            elif kind == _VACATED:
+                notify(app.decode(), channel.decode(), None, False)
+        for app_id, channel_name, user_id in added:
+            notify(app_id, channel_name, None, True)  # a join in an outage
+            notify(app_id, channel_name, user_id, True)
+        if reset:
+            for app_id, reg in self.local._apps.items():
+                for held in reg.channels.values():
+                    notify(app_id, held.name, None, True)
+
+    async def _resync_users(self, stale: list[bytes]) -> None:
+        """Re-assert our signed-in users; announce net changes; refresh views.
+
+        A user our stale entries held and our sockets still hold did not
+        change for anyone. Views are then refreshed from Redis, because bus
+        messages may have been missed (outage) or Redis may have lost the
+        statuses (new epoch).
+        """
+        went_offline = {
+            (stale[i + 1].decode(), stale[i + 3].decode()): int(stale[i + 2])
+            for i in range(0, len(stale), 4)
+            if stale[i] == _OFFLINE
+        }
+        pipe = self._redis.pipeline(transaction=False)
+        users: list[tuple[str, str]] = []
+        for app_id, reg in self.local._apps.items():
+            for user_id, count in reg.users.items():
+                await self._scripts["SIGNIN"](
+                    args=[self._prefix, self.node, app_id, user_id, count],
+                    client=pipe,
+                )
+                users.append((app_id, user_id))
+        came_online = {
+            key: int(version)
+            for key, version in zip(users, await pipe.execute(), strict=True)
+            if int(version)
+        }
+        for key, version in came_online.items():
+            if key not in went_offline:
+                await self._announce(*key, True, version)
+        for key, version in went_offline.items():
+            if key not in came_online:
+                await self._announce(*key, False, version)
+        for app_id, reg in list(self.local._apps.items()):
+            watched = reg.watchlists.watched()
+            for i in range(0, len(watched), _USERS_PER_QUERY):
+                version, statuses = await self._users(
+                    app_id, watched[i : i + _USERS_PER_QUERY]
+                )
+                reg.watchlists.refresh(statuses, version)
 
     async def _check_epoch(self) -> bool:
         """Whether Redis lost its data since we last saw it (a new epoch)."""

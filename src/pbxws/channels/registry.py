@@ -15,6 +15,8 @@ from typing import Protocol
 
 import msgspec
 
+from .watchlist import Watchlists
+
 __all__ = ["AppChannels", "Channel", "Subscriber"]
 
 
@@ -72,6 +74,14 @@ class AppChannels:
         self.channels: dict[str, Channel] = {}
         # Open connections of this app by socket id.
         self.connections: dict[str, Subscriber] = {}
+        # Signed-in users: user id -> this node's connections signed in as it.
+        self.users: dict[str, int] = {}
+        # Who watches whom here, and the watched users' status (watchlist).
+        self.watchlists = Watchlists()
+
+    def idle(self) -> bool:
+        """Whether nothing of this app is left on this node (the registry may go)."""
+        return not (self.connections or self.channels or self.users or self.watchlists)
 
     # --- connections ---------------------------------------------------------
 
@@ -85,6 +95,23 @@ class AppChannels:
     def remove_connection(self, conn: Subscriber) -> None:
         """Forget ``conn`` (its channels must have been left first)."""
         self.connections.pop(conn.socket_id, None)
+
+    # --- signed-in users ----------------------------------------------------------
+
+    def sign_in(self, user_id: str, connections: int = 1) -> bool:
+        """Count connections signed in as ``user_id``; True if it is new here."""
+        count = self.users.get(user_id, 0)
+        self.users[user_id] = count + connections
+        return count == 0
+
+    def sign_out(self, user_id: str) -> bool:
+        """Uncount one connection of ``user_id``; True if it was the last here."""
+        count = self.users.get(user_id, 0) - 1
+        if count > 0:
+            self.users[user_id] = count
+            return False
+        self.users.pop(user_id, None)
+        return count == 0
 
     # --- subscriptions --------------------------------------------------------
 

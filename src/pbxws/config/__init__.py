@@ -27,6 +27,7 @@ from .model import (
     ServerConfig,
     SslConfig,
     WebhookConfig,
+    WebhookDeliveryConfig,
     WebhookEventType,
     WebhookFilter,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "ServerConfig",
     "SslConfig",
     "WebhookConfig",
+    "WebhookDeliveryConfig",
     "WebhookEventType",
     "WebhookFilter",
     "load_config",

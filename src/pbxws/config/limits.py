@@ -30,6 +30,7 @@ class AppLimits(msgspec.Struct, frozen=True, kw_only=True):
     max_presence_members: int
     max_presence_member_bytes: int
     channel_cache_ttl: int
+    max_channels_per_connection: int
 
 
 def _kb_to_bytes(kb: float) -> int:
@@ -70,4 +71,7 @@ def resolve_limits(app: AppConfig, limits: LimitsConfig) -> AppLimits:
             )
         ),
         channel_cache_ttl=limits.channel_cache_ttl,
+        max_channels_per_connection=_pick(
+            app.max_channels_per_connection, limits.max_channels_per_connection
+        ),
     )

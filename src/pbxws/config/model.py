@@ -38,6 +38,7 @@ __all__ = [
     "ServerConfig",
     "SslConfig",
     "WebhookConfig",
+    "WebhookDeliveryConfig",
     "WebhookEventType",
     "WebhookFilter",
     "default_apps",
@@ -141,6 +142,9 @@ class ServerConfig(Base, frozen=True):
     # Seconds a user-authentication app gives a socket to sign in
     # (SOKETI_USER_AUTHENTICATION_TIMEOUT, in ms).
     user_authentication_timeout: float = 30.0
+    # Serve WebSocket upgrades on pbxws's own lean protocol (less memory and
+    # CPU per connection); false hands every upgrade to aiohttp instead.
+    lean_websockets: bool = True
     # Log verbosity (SOKETI_DEBUG=true means "debug").
     log_level: LogLevel = "info"
 
@@ -170,6 +174,9 @@ class LimitsConfig(Base, frozen=True):
     max_presence_member_size_in_kb: float = 2.0
     # Seconds a cache channel keeps its last event (SOKETI_CHANNEL_CACHE_TTL).
     channel_cache_ttl: int = 3600
+    # Most channels one connection may be subscribed to at once; more are
+    # refused with a LimitReached subscription_error (Soketi has no limit).
+    max_channels_per_connection: int = 1000
 
 
 class MetricsConfig(Base, frozen=True):
@@ -268,6 +275,32 @@ class WebhookConfig(Base, frozen=True):
         return _masked_repr(self)
 
 
+class WebhookDeliveryConfig(Base, frozen=True):
+    """How every app's webhooks are delivered (the ``[webhooks]`` table)."""
+
+    # Hold events for batching_duration so that they go out together; without
+    # it they go out at once (a backlog behind a slow receiver is still sent
+    # in batches) (SOKETI_WEBHOOKS_BATCHING).
+    batching: bool = False
+    # Seconds a batch collects events (SOKETI_WEBHOOKS_BATCHING_DURATION, in ms).
+    batching_duration: float = 0.05
+    # Seconds channel_vacated and member_removed wait; dropped if the channel
+    # is occupied again (the user back) by then, as Pusher does.
+    removal_delay: float = 3.0
+    # Seconds a delivery is retried, counted from its first attempt.
+    retry_period: float = 300.0
+    # Seconds before the first retry; doubled at each retry up to retry_max_delay.
+    retry_initial_delay: float = 1.0
+    retry_max_delay: float = 60.0
+    # Seconds a receiver has to answer one request.
+    request_timeout: float = 5.0
+    # Events waiting for delivery at most (in memory, or in Redis with the
+    # redis adapter); events beyond it are dropped, logged and counted.
+    queue_limit: int = 10000
+    # Requests in flight at once from this node (one per endpoint at a time).
+    concurrency: int = 16
+
+
 class AppConfig(Base, frozen=True):
     """
     One tenant: credentials, switches, rate limits and per-app limit overrides.
@@ -289,6 +322,12 @@ class AppConfig(Base, frozen=True):
     enable_client_messages: bool = False
     # Enable pusher:signin and the user authentication timeout.
     enable_user_authentication: bool = False
+    # Send pusher_internal:subscription_count to subscribers of non-presence
+    # channels when their cluster-wide subscription count changes.
+    enable_subscription_count: bool = False
+    # Origins browsers may connect from ("https://app.example.com",
+    # "*.example.com", "*"); empty allows any. Others are closed with 4009.
+    allowed_origins: list[str] = []
     # HTTP publishes per second, counted per channel; -1 for unlimited.
     max_backend_events_per_sec: int = -1
     # Client events per socket per second; -1 for unlimited (4301 beyond).
@@ -303,6 +342,7 @@ class AppConfig(Base, frozen=True):
     max_event_name_length: int | None = None
     max_event_payload_in_kb: float | None = None
     max_event_batch_size: int | None = None
+    max_channels_per_connection: int | None = None
     # Webhook endpoints of this app.
     webhooks: list[WebhookConfig] = []
 
@@ -326,5 +366,8 @@ class Config(Base, frozen=True):
     adapter: AdapterConfig = msgspec.field(default_factory=AdapterConfig)
     redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
     ssl: SslConfig = msgspec.field(default_factory=SslConfig)
+    webhooks: WebhookDeliveryConfig = msgspec.field(
+        default_factory=WebhookDeliveryConfig
+    )
     # The tenants; the first one is the one SOKETI_DEFAULT_APP_* variables change.
     apps: list[AppConfig] = msgspec.field(default_factory=default_apps)

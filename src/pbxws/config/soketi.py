@@ -111,6 +111,11 @@ MAPPED: Final[Mapping[str, SoketiVariable]] = {
     "SOKETI_DB_REDIS_USERNAME": SoketiVariable(("redis", "username")),
     "SOKETI_DB_REDIS_PASSWORD": SoketiVariable(("redis", "password")),
     "SOKETI_DB_REDIS_KEY_PREFIX": SoketiVariable(("redis", "key_prefix")),
+    # Webhooks
+    "SOKETI_WEBHOOKS_BATCHING": SoketiVariable(("webhooks", "batching")),
+    "SOKETI_WEBHOOKS_BATCHING_DURATION": SoketiVariable(
+        ("webhooks", "batching_duration"), 1000
+    ),
     # TLS
     "SOKETI_SSL_CERT": SoketiVariable(("ssl", "cert")),
     "SOKETI_SSL_KEY": SoketiVariable(("ssl", "key")),
@@ -135,10 +140,12 @@ _SQL = "apps come from the config file; SQL app managers are not supported"
 _DYNAMO = "apps come from the config file; the DynamoDB app manager is not supported"
 _APP_CACHE = "apps come from the config file and are never looked up, so never cached"
 _CACHE = "there is no separate cache driver; cache channels live with the adapter"
-_QUEUE = "there is no queue driver; webhooks are sent by the process that triggers them"
+_QUEUE = (
+    "there is no queue driver; webhooks wait in memory, or in Redis with the "
+    "redis adapter"
+)
 _RATE = "there is no rate limiter driver setting"
 _REDIS_EXTRA = "this Redis option is not supported; one plain Redis server is used"
-_BATCHING = "webhook batching is not configurable"
 
 IGNORED: Final[Mapping[str, str]] = {
     "SOKETI_ADAPTER_CLUSTER_REQUESTS_TIMEOUT": "the cluster adapter is not supported",
@@ -209,8 +216,6 @@ IGNORED: Final[Mapping[str, str]] = {
     "SOKETI_RATE_LIMITER_DRIVER": _RATE,
     "SOKETI_RATE_LIMITER_REDIS_OPTIONS": _RATE,
     "SOKETI_RATE_LIMITER_REDIS_CLUSTER_MODE": _RATE,
-    "SOKETI_WEBHOOKS_BATCHING": _BATCHING,
-    "SOKETI_WEBHOOKS_BATCHING_DURATION": _BATCHING,
 }
 
 # Names Soketi's docs advertise but its code never reads (inventory §14).

@@ -12,7 +12,15 @@ import math
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from .model import AppConfig, Config, LimitsConfig, ServerConfig
+from pbxws.protocol.origins import origin_pattern_problem
+
+from .model import (
+    AppConfig,
+    Config,
+    LimitsConfig,
+    ServerConfig,
+    WebhookDeliveryConfig,
+)
 
 __all__ = ["Problem", "validate_config"]
 
@@ -110,12 +118,41 @@ def _check_webhooks(c: _Checker, where: str, app: AppConfig) -> None:
     for j, hook in enumerate(app.webhooks):
         path = f"{where}.webhooks[{j}]"
         parts = urlsplit(hook.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or any(ch.isspace() for ch in hook.url)
+        ):
             c.add(
                 f"{path}.url", f"must be an http:// or https:// URL, got {hook.url!r}"
             )
         if not hook.event_types:
             c.add(f"{path}.event_types", "must list at least one event type")
+        counts = app.enable_subscription_count
+        if "subscription_count" in hook.event_types and not counts:
+            c.add(
+                f"{path}.event_types",
+                f"subscription_count needs {where}.enable_subscription_count = true",
+            )
+
+
+def _check_webhook_delivery(c: _Checker, hooks: WebhookDeliveryConfig) -> None:
+    for name in ("batching_duration", "removal_delay", "retry_period"):
+        c.positive(f"webhooks.{name}", getattr(hooks, name), zero_ok=True)
+    for name in (
+        "retry_initial_delay",
+        "retry_max_delay",
+        "request_timeout",
+        "queue_limit",
+        "concurrency",
+    ):
+        c.positive(f"webhooks.{name}", getattr(hooks, name))
+    if hooks.retry_max_delay < hooks.retry_initial_delay:
+        c.add(
+            "webhooks.retry_max_delay",
+            "must be at least webhooks.retry_initial_delay "
+            f"({hooks.retry_initial_delay}), got {hooks.retry_max_delay}",
+        )
 
 
 _APP_OVERRIDES = (
@@ -126,6 +163,7 @@ _APP_OVERRIDES = (
     "max_event_name_length",
     "max_event_payload_in_kb",
     "max_event_batch_size",
+    "max_channels_per_connection",
 )
 _APP_RATES = (
     "max_connections",
@@ -158,6 +196,10 @@ def _check_apps(c: _Checker, apps: list[AppConfig]) -> None:
             value = getattr(app, name)
             if value is not None:
                 c.positive(f"{where}.{name}", value)
+        for j, entry in enumerate(app.allowed_origins):
+            problem = origin_pattern_problem(entry)
+            if problem is not None:
+                c.add(f"{where}.allowed_origins[{j}]", problem)
         _check_webhooks(c, where, app)
 
 
@@ -197,5 +239,6 @@ def validate_config(config: Config) -> list[Problem]:
     _check_limits(checker, config.limits)
     _check_metrics(checker, config)
     _check_redis_and_ssl(checker, config)
+    _check_webhook_delivery(checker, config.webhooks)
     _check_apps(checker, config.apps)
     return checker.problems

@@ -6,15 +6,13 @@ import time
 
 from aiohttp import web
 
-from pbxws.apps import App
-from pbxws.protocol.api import Trigger, decode_batch, decode_trigger, parse_info
+from pbxws.protocol.api import parse_info
 from pbxws.protocol.errors import ApiError
-from pbxws.protocol.frames import text_frame
-from pbxws.protocol.messages import channel_event
 from pbxws.protocol.names import ChannelKind, channel_kind, is_cache_channel
-from pbxws.runtime import RUNTIME, Runtime
+from pbxws.runtime import RUNTIME
 
-from .auth import BACKEND_EVENTS, READ_REQUESTS, authenticate, check_rate
+from . import core
+from .auth import READ_REQUESTS, authenticate, check_rate
 from .errors import json_response
 
 __all__ = ["add_routes"]
@@ -22,76 +20,19 @@ __all__ = ["add_routes"]
 _OK_TEXT = "OK"
 
 
-async def _publish(rt: Runtime, app: App, trigger: Trigger, started: float) -> None:
-    """Frame the event once per channel and hand it to the adapter.
-
-    ``started`` is when the request arrived (``time.perf_counter()``), for the
-    publish-to-write latency.
-    """
-    adapter = rt.adapter
-    stats = rt.metrics.app(app.id)
-    for channel in trigger.channels:
-        frame = text_frame(channel_event(trigger.name, channel, trigger.data))
-        sent = await adapter.publish(app.id, channel, frame, trigger.socket_id)
-        stats.published(sent, len(frame), started)
-        if is_cache_channel(channel):
-            await adapter.cache_put(
-                app.id,
-                channel,
-                trigger.name,
-                trigger.data,
-                app.limits.channel_cache_ttl,
-            )
-
-
-async def _channel_attributes(
-    rt: Runtime, app: App, channel: str, info: frozenset[str]
-) -> dict[str, int]:
-    attributes: dict[str, int] = {}
-    if not info:
-        return attributes
-    counts = await rt.adapter.channel(app.id, channel)
-    if "user_count" in info and channel_kind(channel) is ChannelKind.PRESENCE:
-        attributes["user_count"] = counts.user_count
-    if "subscription_count" in info:
-        attributes["subscription_count"] = counts.subscription_count
-    return attributes
-
-
 async def trigger_event(request: web.Request) -> web.Response:
     """POST /apps/{app_id}/events: publish one event to up to N channels."""
     started = time.perf_counter()
-    rt = request.app[RUNTIME]
     app, body = await authenticate(request)
-    trigger = decode_trigger(body, app.limits)
-    await check_rate(request, app, BACKEND_EVENTS, len(trigger.channels))
-    await _publish(rt, app, trigger, started)
-    if not trigger.info:
-        return json_response({})
-    channels = {
-        ch: await _channel_attributes(rt, app, ch, trigger.info)
-        for ch in trigger.channels
-    }
-    return json_response({"channels": channels})
+    return json_response(await core.events(request.app[RUNTIME], app, body, started))
 
 
 async def trigger_batch(request: web.Request) -> web.Response:
     """POST /apps/{app_id}/batch_events: publish up to N events."""
     started = time.perf_counter()
-    rt = request.app[RUNTIME]
     app, body = await authenticate(request)
-    triggers = decode_batch(body, app.limits)
-    await check_rate(
-        request, app, BACKEND_EVENTS, sum(len(t.channels) for t in triggers)
-    )
-    for trigger in triggers:
-        await _publish(rt, app, trigger, started)
-    if not any(t.info for t in triggers):
-        return json_response({})
-    batch = [
-        await _channel_attributes(rt, app, t.channels[0], t.info) for t in triggers
-    ]
-    return json_response({"batch": batch})
+    answer = await core.batch_events(request.app[RUNTIME], app, body, started)
+    return json_response(answer)
 
 
 async def list_channels(request: web.Request) -> web.Response:

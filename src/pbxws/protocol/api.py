@@ -64,6 +64,9 @@ class Trigger(msgspec.Struct, frozen=True):
     info: frozenset[str]
 
 
+# msgspec's errors for bad JSON: also RecursionError (nesting too deep) and
+# UnicodeDecodeError (invalid UTF-8 in a string); all of them are a 400.
+_DECODE_ERRORS: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 _event_decoder: Final = msgspec.json.Decoder(_EventBody)
 _batch_decoder: Final = msgspec.json.Decoder(_BatchBody)
 _str_decoder: Final = msgspec.json.Decoder(str)
@@ -154,8 +157,9 @@ def decode_trigger(body: bytes, limits: ChannelLimits) -> Trigger:
             the data or the number of channels is over the app's limits.
     """
     try:
+        body.decode()  # the raw ``data`` is not checked for UTF-8 by msgspec
         event = _event_decoder.decode(body)
-    except msgspec.DecodeError as exc:
+    except _DECODE_ERRORS as exc:
         raise ApiError(400, f"Invalid event body: {exc}") from None
     return _check_event(event, limits, batch=False)
 
@@ -169,8 +173,9 @@ def decode_batch(body: bytes, limits: ChannelLimits) -> list[Trigger]:
             over the limits.
     """
     try:
+        body.decode()  # the raw ``data`` is not checked for UTF-8 by msgspec
         batch = _batch_decoder.decode(body).batch
-    except msgspec.DecodeError as exc:
+    except _DECODE_ERRORS as exc:
         raise ApiError(400, f"Invalid batch body: {exc}") from None
     if len(batch) > limits.max_event_batch_size:
         raise PayloadTooLarge(

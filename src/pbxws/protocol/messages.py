@@ -19,10 +19,12 @@ from typing import Any, Final, TypeVar
 import msgspec
 
 __all__ = [
+    "WATCHLIST_LIMIT",
     "ClientMessage",
     "DecodeError",
     "PresenceMember",
     "SigninData",
+    "SigninUser",
     "SubscribeData",
     "cache_miss",
     "channel_event",
@@ -31,6 +33,7 @@ __all__ = [
     "decode_client_message",
     "decode_data",
     "decode_presence_member",
+    "decode_signin_user",
     "decode_user_id",
     "error",
     "member_added",
@@ -39,9 +42,14 @@ __all__ = [
     "pong",
     "presence_subscription_succeeded",
     "signin_success",
+    "subscription_count",
     "subscription_error",
     "subscription_succeeded",
+    "watchlist_events",
 ]
+
+# Most user ids a sign-in's ``watchlist`` may hold; the rest are dropped (4302).
+WATCHLIST_LIMIT: Final = 100
 
 
 class DecodeError(ValueError):
@@ -73,6 +81,15 @@ class SigninData(msgspec.Struct):
 
 class _UserData(msgspec.Struct):
     id: str | int
+    watchlist: list[str | int] = []
+
+
+class SigninUser(msgspec.Struct, frozen=True):
+    """What a sign-in's ``user_data`` binds: the user and the users it watches."""
+
+    user_id: str
+    # Watched user ids as strings, deduplicated, in the order given (not capped).
+    watchlist: list[str]
 
 
 class _MemberData(msgspec.Struct):
@@ -88,6 +105,11 @@ class PresenceMember(msgspec.Struct, frozen=True):
     user_info: msgspec.Raw
 
 
+# What msgspec raises for bad JSON: DecodeError, but also RecursionError for
+# JSON nested deeper than its limit (``[[[[...]]]]``) and UnicodeDecodeError for
+# invalid UTF-8 inside a string. Every decoder below turns them all into our
+# DecodeError: hostile input must never surface as anything else.
+_DECODE_ERRORS: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 _message_decoder: Final = msgspec.json.Decoder(ClientMessage)
 _member_decoder: Final = msgspec.json.Decoder(_MemberData)
 _str_decoder: Final = msgspec.json.Decoder(str)
@@ -102,8 +124,13 @@ def decode_client_message(raw: bytes | str) -> ClientMessage:
             then the connection must answer ``pusher:error`` and go on.
     """
     try:
+        if isinstance(raw, bytes):
+            # msgspec checks UTF-8 only in what it decodes, not in the raw
+            # ``data`` it skips; relayed as is, invalid bytes would make every
+            # browser receiving them drop its connection (close 1007).
+            raw.decode()
         return _message_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+    except _DECODE_ERRORS as exc:
         raise DecodeError(f"Invalid message: {exc}") from None
 
 
@@ -122,7 +149,7 @@ def decode_data(raw: msgspec.Raw, type_: type[T]) -> T:
         if bytes(memoryview(raw)[:1]) == b'"':
             return msgspec.json.decode(_str_decoder.decode(raw), type=type_)
         return msgspec.json.decode(raw, type=type_)
-    except msgspec.DecodeError as exc:
+    except _DECODE_ERRORS as exc:
         raise DecodeError(f"Invalid data: {exc}") from None
 
 
@@ -135,7 +162,7 @@ def decode_presence_member(channel_data: str) -> PresenceMember:
     """
     try:
         member = _member_decoder.decode(channel_data)
-    except msgspec.DecodeError as exc:
+    except _DECODE_ERRORS as exc:
         raise DecodeError(f"Invalid channel_data: {exc}") from None
     user_id = str(member.user_id)
     if not user_id:
@@ -153,13 +180,26 @@ def decode_user_id(user_data: str) -> str:
         DecodeError: If ``user_data`` is not a JSON object with a non-empty
             ``id``; then the sign-in fails with 4009.
     """
+    return decode_signin_user(user_data).user_id
+
+
+def decode_signin_user(user_data: str) -> SigninUser:
+    """The ``id`` and ``watchlist`` of sign-in ``user_data``, ids as strings.
+
+    Raises:
+        DecodeError: If ``user_data`` is not a JSON object with a non-empty
+            ``id``, or its ``watchlist`` is not a list of string or integer
+            ids; then the sign-in fails with 4009.
+    """
     try:
-        user_id = str(_user_decoder.decode(user_data).id)
-    except msgspec.DecodeError as exc:
+        data = _user_decoder.decode(user_data)
+    except _DECODE_ERRORS as exc:
         raise DecodeError(f"Invalid user_data: {exc}") from None
+    user_id = str(data.id)
     if not user_id:
         raise DecodeError("Invalid user_data: id is empty.")
-    return user_id
+    watchlist = list(dict.fromkeys(s for uid in data.watchlist if (s := str(uid))))
+    return SigninUser(user_id=user_id, watchlist=watchlist)
 
 
 # --- outbound -------------------------------------------------------------
@@ -261,6 +301,27 @@ def member_added(channel: str, member: PresenceMember) -> bytes:
 def member_removed(channel: str, user_id: str) -> bytes:
     """``pusher_internal:member_removed`` once the user's last socket left."""
     return _internal("pusher_internal:member_removed", channel, {"user_id": user_id})
+
+
+def watchlist_events(online: list[str], offline: list[str]) -> bytes:
+    """``pusher_internal:watchlist_events``: who of a watchlist is on/offline.
+
+    Only non-empty groups are listed; pusher-js emits each as an ``online``
+    or ``offline`` event on ``pusher.user.watchlist``.
+    """
+    events = [
+        {"name": name, "user_ids": ids}
+        for name, ids in (("online", online), ("offline", offline))
+        if ids
+    ]
+    return _internal("pusher_internal:watchlist_events", None, {"events": events})
+
+
+def subscription_count(channel: str, count: int) -> bytes:
+    """``pusher_internal:subscription_count``; pusher-js emits it on the channel."""
+    return _internal(
+        "pusher_internal:subscription_count", channel, {"subscription_count": count}
+    )
 
 
 def subscription_error(channel: str, kind: str, message: str, status: int) -> bytes:

@@ -101,9 +101,10 @@ def verify_api_request(
         raise AuthenticationFailed("The auth_key does not belong to this app.")
     try:
         ts = int(timestamp)
-    except ValueError:
+        skew = abs(now - ts)  # OverflowError for an absurdly large integer
+    except (ValueError, OverflowError):
         raise AuthenticationFailed("auth_timestamp is not an integer.") from None
-    if abs(now - ts) > tolerance:
+    if skew > tolerance:
         raise AuthenticationFailed(
             f"auth_timestamp {ts} is more than {int(tolerance)} s away from the "
             f"server time {int(now)}; check the clock of the client."

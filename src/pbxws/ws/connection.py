@@ -1,24 +1,24 @@
 """One client connection: its state and its non-blocking send path.
 
-Theory of operation: aiohttp parses inbound frames and answers control
-frames; outbound, we bypass its awaitable writer. Every server frame is
+Theory of operation: the lean protocol (or aiohttp) parses inbound frames
+and answers control frames; outbound, nothing awaits. Every server frame is
 unmasked, so an event is framed once per publish (:func:`text_frame`) and the
 same bytes are written to each subscriber's transport with a synchronous
 ``transport.write``. The transport buffers what the kernel does not take at
 once; when that buffer passes ``send_buffer_limit`` the client is not keeping
 up and is closed with 4100 ("over capacity, back off and reconnect") instead of
-growing our memory. aiohttp's own writer (used for close and pong frames)
-writes whole frames synchronously too, so frames never interleave.
+growing our memory. Close and pong frames are written whole and synchronously
+too, so frames never interleave.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
-from aiohttp import web
 
 from pbxws.protocol.errors import ErrorCode
 from pbxws.protocol.frames import text_frame
@@ -50,9 +50,12 @@ class Connection:
     __slots__ = (
         "__weakref__",
         "_close_task",
+        "_closer",
         "_send_buffer_limit",
         "_transport",
+        "_watch_buffer",
         "app",
+        "auth_deadline",
         "channels",
         "client_events_count",
         "client_events_window",
@@ -62,35 +65,45 @@ class Connection:
         "state",
         "stats",
         "user_id",
-        "ws",
+        "watchlist",
     )
 
     def __init__(
         self,
         socket_id: str,
         app: App,
-        ws: web.WebSocketResponse,
         transport: asyncio.Transport,
+        closer: Callable[[int, str], Awaitable[None]],
         *,
         send_buffer_limit: int,
         now: float,
         stats: AppStats,
+        watch_buffer: bool = True,
     ) -> None:
         # Unique id "<digits>.<digits>", used for exclusion and signatures.
         self.socket_id = socket_id
         # The tenant this socket connected to (by key in the URL).
         self.app = app
-        # aiohttp's response: reads frames, sends close and pong frames.
-        self.ws = ws
+        # Runs the close handshake of whatever carries the frames.
+        self._closer = closer
         # Where pre-framed bytes are written; owned by aiohttp.
         self._transport = transport
         # Bytes the transport may buffer before we call the client slow.
         self._send_buffer_limit = send_buffer_limit
+        # Check the buffer after each write (False: the protocol's
+        # pause_writing reports a slow consumer instead).
+        self._watch_buffer = watch_buffer
         # Channels this socket joined -> its presence user id there (None
         # elsewhere). For cleanup on close and for user_id on client events.
         self.channels: dict[str, str | None] = {}
         # User bound by pusher:signin; None until then.
         self.user_id: str | None = None
+        # User ids this connection's sign-in watches (watchlist events).
+        self.watchlist: tuple[str, ...] = ()
+        # Loop time by which an app with user authentication needs this socket
+        # signed in or on a private/presence channel (closed 4009 after, by
+        # the heartbeat sweep); None when nothing is required (any more).
+        self.auth_deadline: float | None = None
         # Monotonic time of the last frame received. Read by the heartbeat sweep.
         self.last_seen = now
         # When the server pinged this silent client; None when not waiting.
@@ -107,23 +120,34 @@ class Connection:
     def send(self, frame: bytes) -> None:
         """Write one pre-framed frame now; never awaits.
 
-        A client whose unsent bytes pass the limit is closed with 4100.
+        On the lean path the transport's high-water mark is the send buffer
+        limit and its ``pause_writing`` calls :meth:`slow_consumer`, so a frame
+        costs one attribute check and one ``write``. On aiohttp's path the
+        buffer is checked here after each write.
         """
+        if self.state is ConnState.OPEN:
+            transport = self._transport
+            if self._watch_buffer:
+                if transport.is_closing():
+                    return
+                transport.write(frame)
+                if transport.get_write_buffer_size() > self._send_buffer_limit:
+                    self.slow_consumer()
+            else:
+                transport.write(frame)
+
+    def slow_consumer(self) -> None:
+        """The client doesn't read fast enough: close it with 4100 (back off)."""
         if self.state is not ConnState.OPEN:
             return
-        transport = self._transport
-        if transport.is_closing():
-            return
-        transport.write(frame)
-        if transport.get_write_buffer_size() > self._send_buffer_limit:
-            log.warning(
-                "slow_consumer_closed",
-                app_id=self.app.id,
-                socket_id=self.socket_id,
-                buffered=transport.get_write_buffer_size(),
-            )
-            self.stats.slow_consumer()
-            self.close_soon(ErrorCode.OVER_CAPACITY, "Send buffer full: slow consumer")
+        log.warning(
+            "slow_consumer_closed",
+            app_id=self.app.id,
+            socket_id=self.socket_id,
+            buffered=self._transport.get_write_buffer_size(),
+        )
+        self.stats.slow_consumer()
+        self.close_soon(ErrorCode.OVER_CAPACITY, "Send buffer full: slow consumer")
 
     def send_message(self, payload: bytes) -> None:
         """Frame and send one JSON message (for replies to this socket only)."""
@@ -163,7 +187,7 @@ class Connection:
         transport = self._transport
         abort = asyncio.get_running_loop().call_later(_ABORT_AFTER, transport.abort)
         try:
-            await self.ws.close(code=code, message=reason.encode()[:120], drain=False)
+            await self._closer(code, reason)
         except (ConnectionError, RuntimeError):  # peer already gone
             pass
         finally:

@@ -54,7 +54,7 @@ async def dispatch(rt: Runtime, conn: Connection, raw: bytes) -> None:
         elif event.startswith("client-"):
             await _client_event(rt, conn, msg)
         elif event == "pusher:signin":
-            _signin(conn, m.decode_data(msg.data, m.SigninData))
+            await _signin(rt, conn, m.decode_data(msg.data, m.SigninData))
         else:
             conn.send_message(m.error(None, f"Unsupported event {event[:64]!r}."))
     except m.DecodeError as exc:
@@ -117,6 +117,14 @@ async def _subscribe(rt: Runtime, conn: Connection, data: m.SubscribeData) -> No
         else:
             conn.send_message(m.subscription_succeeded(name))
         return
+    limit = app.limits.max_channels_per_connection
+    if len(conn.channels) >= limit:
+        raise SubscriptionRefused(
+            ErrorCode.OVER_CAPACITY,
+            f"This connection is subscribed to {limit} channels, its maximum; "
+            "unsubscribe from one first.",
+            "LimitReached",
+        )
     if requires_auth(kind):
         signed = f"{conn.socket_id}:{name}"
         if kind is ChannelKind.PRESENCE:
@@ -137,18 +145,23 @@ async def _subscribe(rt: Runtime, conn: Connection, data: m.SubscribeData) -> No
     if kind is ChannelKind.PRESENCE:
         await _join_presence(rt, conn, name, data.channel_data or "")
     else:
-        await rt.adapter.subscribe(app.id, name, conn)
+        if await rt.adapter.subscribe(app.id, name, conn):
+            rt.webhooks.occupied(app.id, name)
         conn.channels[name] = None
         conn.send_message(m.subscription_succeeded(name))
     if conn.state is not ConnState.OPEN:
         # Closed while we awaited the adapter: undo, the cleanup already ran.
         await _unsubscribe(rt, conn, name)
         return
+    if requires_auth(kind):
+        conn.auth_deadline = None  # user authentication: a private channel will do
+    _count_changed(rt, conn, name, kind)
     log.debug("subscribed", app_id=app.id, socket_id=conn.socket_id, channel=name)
     if is_cache_channel(name):
         cached = await rt.adapter.cache_get(app.id, name)
         if cached is None:
             conn.send_message(m.cache_miss(name))
+            rt.webhooks.cache_miss(app.id, name)
         else:
             conn.send_message(m.channel_event(cached.event, name, cached.data))
 
@@ -186,6 +199,10 @@ async def _join_presence(
             f"{app.limits.max_presence_members} members.",
             "LimitReached",
         ) from None
+    if result.occupied:
+        rt.webhooks.occupied(app.id, name)
+    if result.added:
+        rt.webhooks.member_added(app.id, name, member.user_id)
     conn.channels[name] = member.user_id
     conn.send_message(m.presence_subscription_succeeded(name, result.members))
     if result.added:
@@ -200,20 +217,47 @@ async def _unsubscribe(rt: Runtime, conn: Connection, name: str) -> None:
     del conn.channels[name]
     app_id = conn.app.id
     result = await rt.adapter.leave(app_id, name, conn)
+    if result.vacated:
+        rt.webhooks.vacated(app_id, name)
     if result.removed_user is not None:
+        rt.webhooks.member_removed(app_id, name, result.removed_user)
         frame = text_frame(m.member_removed(name, result.removed_user))
         sent = await rt.adapter.publish(app_id, name, frame, None)
         conn.stats.delivered(sent, len(frame))
+    _count_changed(rt, conn, name, channel_kind(name))
+
+
+def _count_changed(rt: Runtime, conn: Connection, name: str, kind: ChannelKind) -> None:
+    """Tell the subscribers of ``name`` its new count (apps that enable it)."""
+    if conn.app.enable_subscription_count and kind not in (
+        ChannelKind.PRESENCE,
+        ChannelKind.SERVER_TO_USER,
+    ):
+        rt.subscription_counts.changed(conn.app.id, name)
 
 
 async def leave_all(rt: Runtime, conn: Connection) -> None:
-    """Leave every channel of a closing connection (member_removed as due)."""
+    """Leave every channel of a closing connection (member_removed as due).
+
+    A signed-in connection also stops counting for its user (who goes offline
+    for the watchlists if it was the last one) and stops watching.
+    """
     for name in list(conn.channels):
         await _unsubscribe(rt, conn, name)
+    if conn.watchlist:
+        await rt.adapter.unwatch(conn.app.id, conn, conn.watchlist)
+        conn.watchlist = ()
+    if conn.user_id is not None:
+        await rt.adapter.sign_out(conn.app.id, conn.user_id)
 
 
-def _signin(conn: Connection, data: m.SigninData) -> None:
-    """Bind the connection to a user (reference §10); refusals close with 4009."""
+async def _signin(rt: Runtime, conn: Connection, data: m.SigninData) -> None:
+    """Bind the connection to a user (reference §10); refusals close with 4009.
+
+    Then the user counts as online, and the ``watchlist`` of ``user_data``
+    (its first 100 ids; 4302 for the rest) gets its current statuses as
+    ``watchlist_events``, then every change.
+    """
     app = conn.app
     signed = f"{conn.socket_id}::user::{data.user_data}"
     if not valid_auth(app.key, app.secret, data.auth, signed):
@@ -221,20 +265,57 @@ def _signin(conn: Connection, data: m.SigninData) -> None:
         conn.close_soon(ErrorCode.UNAUTHORIZED, "Invalid signature for pusher:signin.")
         return
     try:
-        user_id = m.decode_user_id(data.user_data)
+        user = m.decode_signin_user(data.user_data)
     except m.DecodeError as exc:
         conn.stats.rejected("signin", ErrorCode.UNAUTHORIZED)
         conn.close_soon(ErrorCode.UNAUTHORIZED, str(exc))
         return
+    user_id = user.user_id
     if conn.user_id is not None and conn.user_id != user_id:
         conn.stats.rejected("signin", ErrorCode.UNAUTHORIZED)
         conn.close_soon(
             ErrorCode.UNAUTHORIZED, "This connection is signed in as another user."
         )
         return
+    first = conn.user_id is None
     conn.user_id = user_id
+    conn.auth_deadline = None
+    if first:
+        # Counted online before the client hears of it, so that anything it
+        # does next (another tab closing, a watcher asking) sees it online.
+        await rt.adapter.sign_in(app.id, user_id)
     conn.send_message(m.signin_success(data.user_data))
     log.debug("signed_in", app_id=app.id, socket_id=conn.socket_id, user_id=user_id)
+    watchlist = user.watchlist
+    if len(watchlist) > m.WATCHLIST_LIMIT:
+        conn.stats.rejected("signin", ErrorCode.WATCHLIST_LIMIT)
+        conn.send_message(
+            m.error(
+                ErrorCode.WATCHLIST_LIMIT,
+                f"The watchlist has {len(watchlist)} user ids; only the first "
+                f"{m.WATCHLIST_LIMIT} are watched.",
+            )
+        )
+        watchlist = watchlist[: m.WATCHLIST_LIMIT]
+    await _watch(rt, conn, tuple(watchlist))
+
+
+async def _watch(rt: Runtime, conn: Connection, watchlist: tuple[str, ...]) -> None:
+    """Replace what ``conn`` watches; send the current statuses of the new list."""
+    app_id = conn.app.id
+    if conn.watchlist:
+        await rt.adapter.unwatch(app_id, conn, conn.watchlist)
+        conn.watchlist = ()
+    if not watchlist:
+        return
+    conn.watchlist = watchlist
+    statuses = await rt.adapter.watch(app_id, conn, watchlist)
+    conn.send_message(
+        m.watchlist_events(
+            [uid for uid, online in statuses.items() if online],
+            [uid for uid, online in statuses.items() if not online],
+        )
+    )
 
 
 async def _client_event(rt: Runtime, conn: Connection, msg: m.ClientMessage) -> None:
@@ -286,3 +367,6 @@ async def _client_event(rt: Runtime, conn: Connection, msg: m.ClientMessage) -> 
     frame = text_frame(m.client_event(msg.event, channel, msg.data, user_id))
     sent = await rt.adapter.publish(app.id, channel, frame, conn.socket_id)
     conn.stats.published(sent, len(frame), started)
+    rt.webhooks.client_event(
+        app.id, channel, msg.event, msg.data, conn.socket_id, user_id
+    )

@@ -113,19 +113,17 @@ def test_validate_missing_file_exits_2(tmp_path: Path) -> None:
     assert result.stderr == f"{path}: no such file\n"
 
 
-def test_validate_refuses_unsupported_features(tmp_path: Path) -> None:
-    """Webhooks load, but validate exits 2 until delivery lands; redis is supported."""
+def test_validate_accepts_webhooks_and_redis(tmp_path: Path) -> None:
+    """Webhooks and the redis adapter are supported: validate exits 0."""
     text = (
         '[adapter]\ndriver = "redis"\n'
+        "[webhooks]\nbatching = true\nremoval_delay = 1.0\n"
         '[[apps]]\nid = "a"\nkey = "k"\nsecret = "s"\n'
         '[[apps.webhooks]]\nurl = "https://h"\nevent_types = ["cache_miss"]\n'
     )
     result = _run(["validate", str(_write(tmp_path, text))])
-    assert result.exit_code == 2
-    assert result.stderr.splitlines() == [
-        "apps[0].webhooks: webhook delivery is not implemented in this version yet "
-        "(issue #6)",
-    ]
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "ok: 1 app(s)\n"
 
 
 def test_show_masks_every_secret(tmp_path: Path) -> None:

@@ -165,6 +165,13 @@ SOKETI_ROWS: list[tuple[str, str, tuple[str | int, ...], Any]] = [
     ("SOKETI_SSL_KEY", "/tls/key.pem", ("ssl", "key"), "/tls/key.pem"),
     ("SOKETI_SSL_PASS", "pp", ("ssl", "passphrase"), "pp"),
     ("SOKETI_SSL_CA", "/tls/ca.pem", ("ssl", "ca"), "/tls/ca.pem"),
+    ("SOKETI_WEBHOOKS_BATCHING", "true", ("webhooks", "batching"), True),
+    (
+        "SOKETI_WEBHOOKS_BATCHING_DURATION",
+        "200",
+        ("webhooks", "batching_duration"),
+        0.2,
+    ),
 ]
 SOKETI_ENV = {name: text for name, text, _, _ in SOKETI_ROWS}
 
@@ -378,6 +385,32 @@ def test_pbxws_variables_cover_every_field() -> None:
             7.0,
         ),
         ("PBXWS_SERVER_HOST", "null", ("server", "host"), "null"),
+        ("PBXWS_WEBHOOKS_REMOVAL_DELAY", "0.5", ("webhooks", "removal_delay"), 0.5),
+        ("PBXWS_WEBHOOKS_QUEUE_LIMIT", "500", ("webhooks", "queue_limit"), 500),
+        (
+            "PBXWS_DEFAULT_APP_ENABLE_SUBSCRIPTION_COUNT",
+            "true",
+            ("apps", 0, "enable_subscription_count"),
+            True,
+        ),
+        (
+            "PBXWS_DEFAULT_APP_ALLOWED_ORIGINS",
+            '["https://app.example.com", "*.example.com"]',
+            ("apps", 0, "allowed_origins"),
+            ["https://app.example.com", "*.example.com"],
+        ),
+        (
+            "PBXWS_LIMITS_MAX_CHANNELS_PER_CONNECTION",
+            "50",
+            ("limits", "max_channels_per_connection"),
+            50,
+        ),
+        (
+            "PBXWS_DEFAULT_APP_MAX_CHANNELS_PER_CONNECTION",
+            "20",
+            ("apps", 0, "max_channels_per_connection"),
+            20,
+        ),
     ],
 )
 def test_pbxws_variable_reaches_its_field(

@@ -257,6 +257,33 @@ def test_duplicate_app_id_is_an_error(tmp_path: Path) -> None:
             '[[apps.webhooks]]\nurl = "https://x"\nevent_types = []\n',
             "apps[0].webhooks[0].event_types",
         ),
+        (
+            '[[apps]]\nid = "a"\nkey = "k"\nsecret = "s"\n'
+            'allowed_origins = ["https://ok.example", "https://bad/path"]\n',
+            "apps[0].allowed_origins[1]",
+        ),
+        (
+            "[limits]\nmax_channels_per_connection = 0\n",
+            "limits.max_channels_per_connection",
+        ),
+        (
+            '[[apps]]\nid = "a"\nkey = "k"\nsecret = "s"\n'
+            '[[apps.webhooks]]\nurl = "https://x/a b"\nevent_types = ["cache_miss"]\n',
+            "apps[0].webhooks[0].url",
+        ),
+        (
+            '[[apps]]\nid = "a"\nkey = "k"\nsecret = "s"\n'
+            '[[apps.webhooks]]\nurl = "https://x"\n'
+            'event_types = ["subscription_count"]\n',
+            "apps[0].webhooks[0].event_types",
+        ),
+        ("[webhooks]\nremoval_delay = -1.0\n", "webhooks.removal_delay"),
+        ("[webhooks]\nbatching_duration = nan\n", "webhooks.batching_duration"),
+        ("[webhooks]\nretry_initial_delay = 0.0\n", "webhooks.retry_initial_delay"),
+        ("[webhooks]\nretry_max_delay = 0.5\n", "webhooks.retry_max_delay"),
+        ("[webhooks]\nrequest_timeout = 0.0\n", "webhooks.request_timeout"),
+        ("[webhooks]\nqueue_limit = 0\n", "webhooks.queue_limit"),
+        ("[webhooks]\nconcurrency = 0\n", "webhooks.concurrency"),
         ("apps = []\n", "apps"),
     ],
 )
@@ -340,11 +367,9 @@ def test_load_config_with_warnings_returns_them() -> None:
     assert warnings[0].startswith("SOKETI_QUEUE_DRIVER is ignored")
 
 
-def test_unsupported_features_are_listed(tmp_path: Path) -> None:
-    """Webhooks load, but are reported as not implemented yet."""
+def test_no_feature_is_unsupported(tmp_path: Path) -> None:
+    """Webhooks run: a config with them has no unsupported feature."""
     config = load_config(_write(tmp_path, GOOD), {})
-    assert unsupported_features(config) == [
-        "apps[1].webhooks: webhook delivery is not implemented in this version yet "
-        "(issue #6)",
-    ]
+    assert config.apps[1].webhooks
+    assert unsupported_features(config) == []
     assert unsupported_features(Config()) == []

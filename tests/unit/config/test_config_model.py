@@ -69,6 +69,8 @@ def test_app_defaults_match_soketi() -> None:
     assert app.max_read_req_per_sec == -1
     assert app.max_event_payload_in_kb is None
     assert app.webhooks == []
+    assert not app.enable_subscription_count
+    assert app.allowed_origins == []
 
 
 def test_structs_are_frozen() -> None:
@@ -90,6 +92,7 @@ def test_resolve_limits_uses_server_defaults() -> None:
         max_presence_members=100,
         max_presence_member_bytes=2 * 1024,
         channel_cache_ttl=3600,
+        max_channels_per_connection=1000,
     )
 
 
@@ -106,6 +109,7 @@ def test_resolve_limits_prefers_app_overrides() -> None:
         max_event_name_length=40,
         max_event_payload_in_kb=1.5,
         max_event_batch_size=2,
+        max_channels_per_connection=7,
     )
     limits = resolve_limits(app, LimitsConfig(channel_cache_ttl=60))
     assert limits == AppLimits(
@@ -117,6 +121,7 @@ def test_resolve_limits_prefers_app_overrides() -> None:
         max_presence_members=5,
         max_presence_member_bytes=512,
         channel_cache_ttl=60,
+        max_channels_per_connection=7,
     )
 
 

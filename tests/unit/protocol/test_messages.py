@@ -139,3 +139,56 @@ def test_user_id_from_user_data() -> None:
     for bad in ["{}", '{"id":""}', "nope"]:
         with pytest.raises(m.DecodeError):
             m.decode_user_id(bad)
+
+
+def test_signin_user_data_with_watchlist() -> None:
+    """user_data's id and watchlist are strings, deduplicated, in order."""
+    user = m.decode_signin_user('{"id": 7, "watchlist": [2, "2", "x", "", 3]}')
+    assert user == m.SigninUser(user_id="7", watchlist=["2", "x", "3"])
+    assert m.decode_signin_user('{"id": "a"}').watchlist == []
+
+
+@pytest.mark.parametrize(
+    "user_data",
+    ['{"id": "a", "watchlist": "b"}', '{"id": "a", "watchlist": [{}]}', "[]", "{}"],
+)
+def test_signin_user_data_refused(user_data: str) -> None:
+    """A watchlist that is not a list of ids (or no id) is a DecodeError."""
+    with pytest.raises(m.DecodeError):
+        m.decode_signin_user(user_data)
+
+
+def test_watchlist_events_shape() -> None:
+    """watchlist_events has no channel and lists only non-empty groups."""
+    outer = json.loads(m.watchlist_events(["1"], ["2", "3"]))
+    assert outer["event"] == "pusher_internal:watchlist_events"
+    assert "channel" not in outer
+    assert json.loads(outer["data"]) == {
+        "events": [
+            {"name": "online", "user_ids": ["1"]},
+            {"name": "offline", "user_ids": ["2", "3"]},
+        ]
+    }
+    only_offline = json.loads(json.loads(m.watchlist_events([], ["9"]))["data"])
+    assert only_offline == {"events": [{"name": "offline", "user_ids": ["9"]}]}
+
+
+def test_subscription_count_is_double_encoded() -> None:
+    """subscription_count carries {"subscription_count": N} as a JSON string."""
+    outer = json.loads(m.subscription_count("news", 3))
+    assert outer["event"] == "pusher_internal:subscription_count"
+    assert outer["channel"] == "news"
+    assert json.loads(outer["data"]) == {"subscription_count": 3}
+
+
+def test_deeply_nested_json_is_a_decode_error() -> None:
+    """JSON nested past msgspec's depth limit is a DecodeError, not a RecursionError."""
+    deep = b"[" * 5000 + b"]" * 5000
+    with pytest.raises(m.DecodeError):
+        m.decode_client_message(b'{"event":"x","data":' + deep + b"}")
+    with pytest.raises(m.DecodeError):
+        m.decode_data(msgspec.Raw(b'{"channel":' + deep + b"}"), m.SubscribeData)
+    with pytest.raises(m.DecodeError):
+        m.decode_presence_member('{"user_id":"1","user_info":' + deep.decode() + "}")
+    with pytest.raises(m.DecodeError):
+        m.decode_signin_user('{"id":"1","x":' + deep.decode() + "}")

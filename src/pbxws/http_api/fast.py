@@ -1,0 +1,257 @@
+"""The lean publish path: ``POST /apps/{id}/events`` without aiohttp's machinery.
+
+Theory of operation. In the PBX shape every call event is one API request, so
+the HTTP layer costs as much as the fan-out: aiohttp's request objects,
+routing and middlewares took about a quarter of the CPU per event. A
+connection whose first request is a publish (``/events`` or
+``/batch_events``) is served here: a minimal HTTP/1.1 parser, the same
+decisions as the aiohttp routes (:mod:`pbxws.http_api.core`), a response
+written straight to the transport, keep-alive and pipelining in order. The
+first request that is anything else (another route, a chunked body) hands the
+connection, with the bytes already read, to aiohttp for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Final
+from urllib.parse import parse_qsl, unquote
+
+import msgspec
+import structlog
+
+from pbxws.adapters.base import AdapterUnavailable
+from pbxws.protocol import websocket as rfc
+from pbxws.protocol.errors import ApiError, RateLimited
+from pbxws.runtime import Runtime
+
+from . import core
+
+__all__ = ["FastApi", "publish_route"]
+
+log = structlog.get_logger(__name__)
+
+_encode: Final = msgspec.json.Encoder().encode
+_EMPTY: Final = b"{}"
+_MAX_HEAD: Final = 16384
+_Job = Callable[[], Awaitable[None]]
+
+
+def publish_route(rt: Runtime, request: rfc.Request) -> tuple[str, str] | None:
+    """``(app_id, "events" | "batch_events")`` for a publish this path serves."""
+    if (
+        request.method != "POST"
+        or "chunked" in request.headers.get("transfer-encoding", "").lower()
+    ):
+        return None
+    prefix = rt.config.server.path_prefix
+    path = unquote(request.path)
+    if not path.startswith(f"{prefix}/apps/"):
+        return None
+    parts = path[len(prefix) + 6 :].split("/")
+    if len(parts) != 2 or not parts[0] or parts[1] not in ("events", "batch_events"):
+        return None
+    return parts[0], parts[1]
+
+
+def _response(status: int, body: bytes, headers: dict[str, str], close: bool) -> bytes:
+    lines = [
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+        "Content-Type: application/json; charset=utf-8",
+        f"Content-Length: {len(body)}",
+    ]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class FastApi(asyncio.Protocol):
+    """Serves publish requests on one kept-alive connection, in order."""
+
+    __slots__ = (
+        "_buffer",
+        "_handoff",
+        "_http_factory",
+        "_inbox",
+        "_rt",
+        "_transport",
+        "_worker",
+    )
+
+    def __init__(
+        self,
+        rt: Runtime,
+        transport: asyncio.Transport,
+        http_factory: Callable[[], asyncio.Protocol],
+    ) -> None:
+        self._rt = rt
+        self._transport = transport
+        # aiohttp's RequestHandler factory, for the first request we don't serve.
+        self._http_factory = http_factory
+        # Bytes read and not yet parsed.
+        self._buffer = bytearray()
+        # Requests parsed and not yet answered (answers go out in order).
+        self._inbox: collections.deque[_Job] = collections.deque()
+        self._worker: asyncio.Task[None] | None = None
+        # Set once a request for aiohttp arrived: parse no more, hand over when idle.
+        self._handoff = False
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while not self._handoff:
+            buf = self._buffer
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > _MAX_HEAD:
+                    self._fail(431, "Request head too large.")
+                return
+            try:
+                request = rfc.parse_request(bytes(buf[:end]))
+            except rfc.HandshakeError:
+                self._start_handoff()  # aiohttp answers malformed requests
+                return
+            route = publish_route(self._rt, request)
+            if route is None:
+                self._start_handoff()
+                return
+            try:
+                length = int(request.headers.get("content-length", "0"))
+            except ValueError:
+                self._fail(400, "Invalid Content-Length.")
+                return
+            if length < 0 or length > self._rt.config.server.max_request_size:
+                self._fail(
+                    413,
+                    "The request body is larger than the server's max_request_size.",
+                )
+                return
+            if len(buf) < end + 4 + length:
+                if request.headers.get("expect", "").lower() == "100-continue":
+                    self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    request.headers.pop("expect")
+                    buf[:end] = _without_expect(bytes(buf[:end]))
+                return
+            body = bytes(buf[end + 4 : end + 4 + length])
+            del buf[: end + 4 + length]
+            close = request.headers.get("connection", "").lower() == "close"
+            self._enqueue(_serve_job(self, route, request, body, close))
+
+    def _enqueue(self, job: _Job) -> None:
+        self._inbox.append(job)
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def _work(self) -> None:
+        try:
+            while self._inbox:
+                await self._inbox.popleft()()
+        finally:
+            self._worker = None
+        if self._handoff:
+            self._hand_off()
+
+    async def serve(
+        self, route: tuple[str, str], request: rfc.Request, body: bytes, close: bool
+    ) -> None:
+        """Answer one publish request."""
+        started = time.perf_counter()
+        rt = self._rt
+        app_id, kind = route
+        status, payload, headers = 200, _EMPTY, {}
+        try:
+            app = core.find_app(rt, app_id)
+            query = dict(parse_qsl(request.query, keep_blank_values=True))
+            core.verify(rt, app, "POST", unquote(request.path), query, body)
+            handle = core.events if kind == "events" else core.batch_events
+            answer = await handle(rt, app, body, started)
+            if answer:
+                payload = _encode(answer)
+        except ApiError as exc:
+            status, payload = (
+                exc.code,
+                _encode({"error": exc.message, "code": exc.code}),
+            )
+            if isinstance(exc, RateLimited):
+                headers = {
+                    "Retry-After": str(exc.retry_after),
+                    "X-RateLimit-Limit": str(exc.limit),
+                    "X-RateLimit-Remaining": str(exc.remaining),
+                }
+            log.info(
+                "api_request_refused",
+                app_id=app_id[:64],
+                path=request.path[:200],
+                status=exc.code,
+                reason=exc.message,
+            )
+        except AdapterUnavailable as exc:
+            status = 503
+            payload = _encode({"error": f"{exc} Retry later.", "code": 503})
+            log.error("api_publish_unavailable", app_id=app_id[:64], reason=str(exc))
+        stats = rt.metrics.app(app_id)
+        if app_id in rt.apps.by_id:
+            stats.http_call(len(body), len(payload))
+        if status >= 400:
+            stats.rejected("http", status)
+        transport = self._transport
+        if not transport.is_closing():
+            transport.write(_response(status, payload, headers, close))
+            if close:
+                transport.close()
+
+    def _fail(self, status: int, reason: str) -> None:
+        """Answer an unusable request and close (after the ones before it)."""
+        body = _encode({"error": reason, "code": status})
+        self._handoff = True  # stop parsing
+
+        async def job() -> None:
+            transport = self._transport
+            if not transport.is_closing():
+                transport.write(_response(status, body, {}, close=True))
+                transport.close()
+
+        self._enqueue(job)
+
+    def _start_handoff(self) -> None:
+        self._handoff = True
+        if self._worker is None:
+            self._hand_off()
+        else:
+            self._transport.pause_reading()  # until our answers are out
+
+    def _hand_off(self) -> None:
+        transport = self._transport
+        if transport.is_closing():
+            return
+        handler = self._http_factory()
+        handler.connection_made(transport)
+        transport.set_protocol(handler)
+        transport.resume_reading()
+        data, self._buffer = bytes(self._buffer), bytearray()
+        if data:
+            handler.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inbox.clear()
+
+
+def _serve_job(
+    api: FastApi,
+    route: tuple[str, str],
+    request: rfc.Request,
+    body: bytes,
+    close: bool,
+) -> _Job:
+    return lambda: api.serve(route, request, body, close)
+
+
+def _without_expect(head: bytes) -> bytes:
+    """The head without its Expect line, so 100 Continue is sent only once."""
+    return b"\r\n".join(
+        line for line in head.split(b"\r\n") if not line.lower().startswith(b"expect:")
+    )

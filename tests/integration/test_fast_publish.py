@@ -1,0 +1,135 @@
+"""The lean publish path over raw HTTP/1.1: keep-alive, pipelining, handoff."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+
+from tests.conftest import timeout
+
+from .conftest import APP_ID, APP_KEY, APP_SECRET, NodeFactory, WsFactory
+
+
+def signed_request(
+    path: str, body: bytes, *, method: str = "POST", headers: str = ""
+) -> bytes:
+    """A complete signed request as an SDK sends it."""
+    query = {
+        "auth_key": APP_KEY,
+        "auth_timestamp": str(int(time.time())),
+        "auth_version": "1.0",
+    }
+    if body:
+        query["body_md5"] = hashlib.md5(body).hexdigest()  # noqa: S324 - protocol checksum
+    string = "&".join(f"{k}={query[k]}" for k in sorted(query))
+    query["auth_signature"] = hmac.new(
+        APP_SECRET.encode(), f"{method}\n{path}\n{string}".encode(), hashlib.sha256
+    ).hexdigest()
+    qs = "&".join(f"{k}={v}" for k, v in query.items())
+    return (
+        f"{method} {path}?{qs} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{headers}\r\n"
+    ).encode() + body
+
+
+def event(channel: str, data: str) -> bytes:
+    return json.dumps({"name": "e", "channel": channel, "data": data}).encode()
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout())
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return status, await reader.readexactly(length)
+
+
+async def test_keep_alive_and_pipelining(node: NodeFactory, ws: WsFactory) -> None:
+    """Many publishes on one connection, some pipelined in one write, answer in order."""
+    server = await node()
+    client = await ws(server)
+    await client.subscribe("c")
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    path = f"/apps/{APP_ID}/events"
+    writer.write(signed_request(path, event("c", "1")))
+    assert await read_response(reader) == (200, b"{}")
+    writer.write(
+        signed_request(path, event("c", "2")) + signed_request(path, event("c", "3"))
+    )
+    assert await read_response(reader) == (200, b"{}")
+    assert await read_response(reader) == (200, b"{}")
+    assert [(await client.expect("e"))["data"] for _ in range(3)] == ["1", "2", "3"]
+    # Then a GET on the same connection: handed to aiohttp, still answered.
+    writer.write(signed_request(f"/apps/{APP_ID}/channels", b"", method="GET"))
+    status, body = await read_response(reader)
+    assert status == 200
+    assert json.loads(body) == {"channels": {"c": {}}}
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_errors_on_the_fast_path(node: NodeFactory) -> None:
+    """Bad signature 401, unknown app 404, malformed body 400 keep the connection."""
+    server = await node()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    good = signed_request(f"/apps/{APP_ID}/events", event("c", "x"))
+    writer.write(good.replace(b"auth_signature=", b"auth_signature=0"))
+    status, body = await read_response(reader)
+    assert status == 401
+    assert json.loads(body)["code"] == 401
+    writer.write(signed_request("/apps/999/events", event("c", "x")))
+    assert (await read_response(reader))[0] == 404
+    writer.write(signed_request(f"/apps/{APP_ID}/events", b"{nope"))
+    status, body = await read_response(reader)
+    assert status == 400
+    assert "Invalid event body" in json.loads(body)["error"]
+    writer.write(good)
+    assert await read_response(reader) == (200, b"{}")
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_oversized_body_is_413_and_closed(node: NodeFactory) -> None:
+    """A Content-Length over max_request_size is refused without reading the body."""
+    server = await node(max_request_size=1000)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        f"POST /apps/{APP_ID}/events HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n".encode()
+    )
+    status, body = await read_response(reader)
+    assert status == 413
+    assert json.loads(body)["code"] == 413
+    assert await asyncio.wait_for(reader.read(), timeout()) == b""
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_expect_continue_and_connection_close(
+    node: NodeFactory, ws: WsFactory
+) -> None:
+    """Expect: 100-continue gets a 100 first; Connection: close closes after the answer."""
+    server = await node()
+    client = await ws(server)
+    await client.subscribe("c")
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    request = signed_request(
+        f"/apps/{APP_ID}/events",
+        event("c", "late"),
+        headers="Expect: 100-continue\r\nConnection: close\r\n",
+    )
+    head, body = request.split(b"\r\n\r\n", 1)
+    writer.write(head + b"\r\n\r\n")
+    assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout()) == (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+    )
+    writer.write(body)
+    assert await read_response(reader) == (200, b"{}")
+    assert await asyncio.wait_for(reader.read(), timeout()) == b""
+    writer.close()
+    await writer.wait_closed()
+    assert (await client.expect("e"))["data"] == "late"
