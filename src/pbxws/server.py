@@ -167,14 +167,8 @@ class Server:
         app.router.add_get(f"{server.path_prefix}/app/{{key}}", handle_websocket)
         return app
 
-    async def _listen(
-        self,
-        app: web.Application,
-        host: str,
-        port: int,
-        what: str,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> int:
+    async def _runner(self, app: web.Application) -> web.AppRunner:
+        """Set up ``app``; its runner is cleaned up with the node."""
         runner = web.AppRunner(
             app,
             access_log=None,
@@ -183,6 +177,17 @@ class Server:
         )
         await runner.setup()
         self._runners.append(runner)
+        return runner
+
+    async def _listen(
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        what: str,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> int:
+        runner = await self._runner(app)
         site = web.TCPSite(
             runner,
             host,
@@ -207,14 +212,7 @@ class Server:
         ssl_context: ssl.SSLContext | None,
     ) -> int:
         """The main port: upgrades on the lean protocol, the rest on aiohttp."""
-        runner = web.AppRunner(
-            app,
-            access_log=None,
-            handle_signals=False,
-            shutdown_timeout=_LISTENER_SHUTDOWN_TIMEOUT,
-        )
-        await runner.setup()
-        self._runners.append(runner)
+        runner = await self._runner(app)
         http_factory = runner.server
         if http_factory is None:
             raise StartupError("aiohttp did not set up its request handler")

@@ -48,11 +48,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-import redis.asyncio as aioredis
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from pbxws.channels.cache import CachedEvent
@@ -61,6 +58,7 @@ from pbxws.channels.registry import AppChannels, Subscriber
 from pbxws.config import AdapterConfig, RedisConfig
 from pbxws.protocol.frames import text_frame
 from pbxws.protocol.messages import PresenceMember, member_added, member_removed
+from pbxws.redis_client import connect
 
 from . import bus, lua
 
@@ -110,28 +108,11 @@ class RedisAdapter:
         self.node = node
         self._prefix = f"{redis_config.key_prefix}pbxws:"
         self._channel = f"{config.redis_prefix}pbxws#bus".encode()
-        io_timeout = max(1.0, config.heartbeat_interval * 2)
-        # A blocking pool: a burst of commands (a thousand sockets closing at
-        # once) waits for a connection instead of failing with "Too many
-        # connections", which would look like an outage.
-        pool = aioredis.BlockingConnectionPool(
-            host=redis_config.host,
-            port=redis_config.port,
-            db=redis_config.db,
-            username=redis_config.username,
-            password=redis_config.password,
-            connection_class=(
-                aioredis.SSLConnection if redis_config.tls else aioredis.Connection
-            ),
-            max_connections=_POOL_SIZE,
-            timeout=io_timeout,
-            socket_timeout=io_timeout,
-            socket_connect_timeout=io_timeout,
-            # One immediate retry (a pooled socket that died with a restarted
-            # Redis), then fail fast: the heartbeat owns reconnecting.
-            retry=Retry(NoBackoff(), 1),
+        self._redis = connect(
+            redis_config,
+            connections=_POOL_SIZE,
+            io_timeout=max(1.0, config.heartbeat_interval * 2),
         )
-        self._redis = aioredis.Redis(connection_pool=pool)
         self._scripts = {
             name: self._redis.register_script(getattr(lua, name))
             for name in lua.__all__

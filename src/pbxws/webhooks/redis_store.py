@@ -35,10 +35,10 @@ import collections
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-import redis.asyncio as aioredis
 import structlog
 
 from pbxws.config import RedisConfig
+from pbxws.redis_client import connect
 
 from .events import MAX_BATCH, safe_url
 from .store import Claim, Notice, Tally
@@ -318,22 +318,7 @@ class RedisStore:
         self._limit = limit
         # Milliseconds a claim lasts; longer than any request.
         self._visibility = _ms(visibility)
-        io_timeout = 2.0
-        pool = aioredis.BlockingConnectionPool(
-            host=redis_config.host,
-            port=redis_config.port,
-            db=redis_config.db,
-            username=redis_config.username,
-            password=redis_config.password,
-            connection_class=(
-                aioredis.SSLConnection if redis_config.tls else aioredis.Connection
-            ),
-            max_connections=connections,
-            timeout=io_timeout,
-            socket_timeout=io_timeout,
-            socket_connect_timeout=io_timeout,
-        )
-        self._redis = aioredis.Redis(connection_pool=pool)
+        self._redis = connect(redis_config, connections=connections, io_timeout=2.0)
         self._accept = self._redis.register_script(ACCEPT)
         self._claim = self._redis.register_script(CLAIM)
         self._ack = self._redis.register_script(ACK)
