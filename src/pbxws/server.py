@@ -19,6 +19,7 @@ from pbxws.adapters.base import Adapter
 from pbxws.adapters.local import LocalAdapter
 from pbxws.apps import App, AppDirectory
 from pbxws.config import Config, ServerConfig, SslConfig
+from pbxws.front import Front
 from pbxws.http_api.errors import error_middleware
 from pbxws.http_api.metering import metrics_middleware
 from pbxws.http_api.routes import add_routes
@@ -30,7 +31,6 @@ from pbxws.webhooks.store import MemoryStore, RegistryTruth, Store
 from pbxws.ws.connection import ConnState
 from pbxws.ws.endpoint import handle_websocket
 from pbxws.ws.heartbeat import run_heartbeat
-from pbxws.ws.lean import Front
 from pbxws.ws.socket_ids import SocketIdFactory
 
 __all__ = ["Server", "StartupError"]

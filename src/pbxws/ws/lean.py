@@ -1,12 +1,10 @@
 """The lean WebSocket path: upgrades served on a small asyncio protocol.
 
-Theory of operation. Every connection on the main port starts with a
-:class:`Front` protocol that reads the request head. A WebSocket upgrade for
-``[prefix]/app/{key}`` is answered here and the transport switches to a
-:class:`LeanSocket`, which parses frames with the pure
-:class:`~pbxws.protocol.websocket.FrameParser` and hands text messages to the
-dispatcher. Any other request is handed, with the bytes read so far, to
-aiohttp's request handler, which serves the HTTP API as before.
+Theory of operation. :class:`pbxws.front.Front` reads each new connection's
+request head; a WebSocket upgrade for ``[prefix]/app/{key}`` switches the
+transport to a :class:`LeanSocket`, which answers the upgrade, parses frames
+with the pure :class:`~pbxws.protocol.websocket.FrameParser` and hands text
+messages to the dispatcher.
 
 Why: an idle connection on aiohttp's ``WebSocketResponse`` costs several
 objects (request, response, reader, writer, parser, a handler task); here it is
@@ -21,12 +19,11 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Awaitable, Callable
-from typing import Final, cast
-from urllib.parse import parse_qsl, unquote
+from typing import Final
+from urllib.parse import parse_qsl
 
 import structlog
 
-from pbxws.http_api.fast import FastApi, publish_route
 from pbxws.protocol import messages as m, websocket as rfc
 from pbxws.protocol.frames import text_frame
 from pbxws.runtime import Runtime
@@ -35,7 +32,7 @@ from .connection import Connection, ConnState
 from .dispatch import dispatch
 from .session import Refusal, admit, register, unregister
 
-__all__ = ["Front"]
+__all__ = ["LeanSocket"]
 
 log = structlog.get_logger(__name__)
 
@@ -46,71 +43,6 @@ _INBOX_HIGH: Final = 64
 _INBOX_LOW: Final = 16
 
 _Job = Callable[[], Awaitable[None]]
-
-
-class Front(asyncio.Protocol):
-    """Reads a request head, then gives the connection to its real protocol."""
-
-    __slots__ = ("_head", "_http_factory", "_rt", "_transport")
-
-    def __init__(
-        self, rt: Runtime, http_factory: Callable[[], asyncio.Protocol]
-    ) -> None:
-        self._rt = rt
-        # aiohttp's RequestHandler factory (``runner.server``).
-        self._http_factory = http_factory
-        self._head = bytearray()
-        self._transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        transport = self._transport
-        if transport is None:
-            return
-        self._head += data
-        end = self._head.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self._head) > 16384:
-                transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n\r\n")
-                transport.close()
-            return
-        try:
-            request = rfc.parse_request(bytes(self._head[:end]))
-        except rfc.HandshakeError:
-            request = None
-        key = None if request is None else self._websocket_key(request)
-        if request is None or key is None:
-            if request is not None and publish_route(self._rt, request) is not None:
-                api = FastApi(self._rt, transport, self._http_factory)
-                transport.set_protocol(api)
-                api.data_received(bytes(self._head))
-                return
-            self._to_aiohttp(transport)
-            return
-        socket = LeanSocket(self._rt, transport)
-        transport.set_protocol(socket)
-        socket.start(request, key, bytes(self._head[end + 4 :]))
-
-    def _websocket_key(self, request: rfc.Request) -> str | None:
-        """The app key of a WebSocket upgrade for ``[prefix]/app/{key}``."""
-        if not request.wants_websocket:
-            return None
-        route = f"{self._rt.config.server.path_prefix}/app/"
-        if not request.path.startswith(route):
-            return None
-        key = unquote(request.path[len(route) :])
-        return key if key and "/" not in key else None
-
-    def _to_aiohttp(self, transport: asyncio.Transport) -> None:
-        handler = self._http_factory()
-        handler.connection_made(transport)
-        transport.set_protocol(handler)
-        handler.data_received(bytes(self._head))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
 
 
 class LeanSocket(asyncio.Protocol):
