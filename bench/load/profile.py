@@ -18,8 +18,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import Gen, presence_specs
 from servers import BENCH, ROOT, start_pbxws
+
+from bench import Gen, presence_specs
 
 
 def summarize(collapsed: Path, top: int) -> str:
