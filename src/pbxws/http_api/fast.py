@@ -193,6 +193,10 @@ class FastApi(asyncio.Protocol):
             status = 503
             payload = _encode({"error": f"{exc} Retry later.", "code": 503})
             log.error("api_publish_unavailable", app_id=app_id[:64], reason=str(exc))
+        except Exception:  # a bug must cost this request only, never the connection
+            log.exception("api_request_failed", app_id=app_id[:64])
+            status = 500
+            payload = _encode({"error": "Internal server error.", "code": 500})
         stats = rt.metrics.app(app_id)
         if app_id in rt.apps.by_id:
             stats.http_call(len(body), len(payload))
