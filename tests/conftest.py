@@ -549,26 +549,31 @@ class DriverError(Exception):
     """``driver.mjs`` could not carry out a command (bad arguments, unknown client)."""
 
 
-class NodeDriver:
-    """pytest's handle on ``tests/interop/node/driver.mjs`` (Pusher clients in Node).
+class JsonLinesProcess:
+    """A Node helper spoken to in JSON lines: ``{"id", "cmd", ...}`` in, replies out.
 
-    ``await send("connect", client="a", ...)`` runs a command and returns its result.
-    Everything the clients observe is appended to :attr:`events`; :meth:`expect` waits
-    for the first event matching some fields and/or a predicate.
+    Lines carrying ``id`` and ``ok`` answer a command; every other line is an
+    event appended to :attr:`events`. The first ``{"type": "ready"}`` event
+    resolves :meth:`wait_ready`. Subclasses name their error and diagnostics.
     """
+
+    #: Raised when the helper can't carry out a command or has exited.
+    error: type[Exception] = RuntimeError
+    #: How failure messages name the helper.
+    name = "helper"
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdin and proc.stdout and proc.stderr
         self.proc = proc
         self.events: list[dict[str, Any]] = []  # every non-reply line, in arrival order
         self.stderr = ProcessOutput(proc.stderr)
-        self.auth_port = 0  # the driver's auth endpoint, from its "ready" line
-        self.app = App()  # credentials used when a command does not name an app
         self._next_id = 0
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._changed = asyncio.Condition()
         self._closed = False
-        self._ready = asyncio.get_running_loop().create_future()
+        self._ready: asyncio.Future[dict[str, Any]] = (
+            asyncio.get_running_loop().create_future()
+        )
         self._reader = asyncio.create_task(self._read(proc.stdout))
 
     @property
@@ -581,11 +586,8 @@ class NodeDriver:
                 try:
                     msg = json.loads(line)
                 except ValueError:
-                    msg = {
-                        "type": "driver_noise",
-                        "line": line.decode(errors="replace"),
-                    }
-                if "id" in msg and ("ok" in msg):
+                    msg = {"type": "noise", "line": line.decode(errors="replace")}
+                if "id" in msg and "ok" in msg:
                     fut = self._pending.pop(msg["id"], None)
                     if fut and not fut.done():
                         fut.set_result(msg)
@@ -597,29 +599,24 @@ class NodeDriver:
                     self._changed.notify_all()
         finally:
             self._closed = True
-            for fut in self._pending.values():
+            error = self.error(f"{self.name} exited:\n{self.diagnostics()}")
+            for fut in [*self._pending.values(), self._ready]:
                 if not fut.done():
-                    fut.set_exception(
-                        DriverError(f"driver exited:\n{self.diagnostics()}")
-                    )
-            if not self._ready.done():
-                self._ready.set_exception(
-                    DriverError(f"driver exited:\n{self.diagnostics()}")
-                )
+                    fut.set_exception(error)
             async with self._changed:
                 self._changed.notify_all()
 
-    async def ready(self) -> None:
-        msg = await asyncio.wait_for(self._ready, timeout(3))
-        self.auth_port = int(msg["auth_port"])
+    async def wait_ready(self, wait: float) -> dict[str, Any]:
+        """The helper's ``ready`` line (its error if it exited first)."""
+        return await asyncio.wait_for(self._ready, wait)
 
     async def send(
         self, cmd: str, /, *, wait: float | None = None, **fields: Any
     ) -> Any:
-        """Run one driver command, return its ``result`` (DriverError if it failed)."""
+        """Run one command, return its ``result`` (:attr:`error` if it failed)."""
         __tracebackhide__ = True
         if self._closed:
-            raise DriverError(f"driver has exited:\n{self.diagnostics()}")
+            raise self.error(f"{self.name} has exited:\n{self.diagnostics()}")
         self._next_id += 1
         ident = self._next_id
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -629,17 +626,67 @@ class NodeDriver:
             json.dumps({"id": ident, "cmd": cmd, **fields}).encode() + b"\n"
         )
         await self.proc.stdin.drain()
+        limit = wait or timeout()
         try:
-            reply = await asyncio.wait_for(fut, wait or timeout())
+            reply = await asyncio.wait_for(fut, limit)
         except TimeoutError:
             self._pending.pop(ident, None)
             raise AssertionError(
-                f"driver command {cmd} {fields} got no reply in {wait or timeout()} s\n"
+                f"{self.name} command {cmd} {fields} got no reply in {limit} s\n"
                 f"{self.diagnostics()}"
             ) from None
         if not reply["ok"]:
-            raise DriverError(f"{cmd} {fields}: {reply['error']}")
+            raise self.error(f"{cmd} {fields}: {reply['error']}")
         return reply.get("result")
+
+    def diagnostics(self, n: int = 50) -> str:
+        """The last events and the helper's stderr, for failure messages."""
+        lines = [f"#{i} {json.dumps(e)}" for i, e in enumerate(self.events)][-n:]
+        return (
+            "events:\n  "
+            + "\n  ".join(lines or ["(none)"])
+            + f"\n{self.name} stderr:\n  "
+            + "\n  ".join(self.stderr.lines[-n // 2 :] or ["(none)"])
+        )
+
+    async def close(self) -> None:
+        """Ask the helper to exit; kill it (by pid) if it won't."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(Exception):
+                await self.send("shutdown", wait=timeout(1))
+            with contextlib.suppress(Exception):
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout(2))
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                await self.proc.wait()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._reader, timeout(1))
+        await self.stderr.aclose()
+
+
+class NodeDriver(JsonLinesProcess):
+    """pytest's handle on ``tests/interop/node/driver.mjs`` (Pusher clients in Node).
+
+    ``await send("connect", client="a", ...)`` runs a command and returns its result.
+    Everything the clients observe is appended to :attr:`events`; :meth:`expect` waits
+    for the first event matching some fields and/or a predicate.
+    """
+
+    error = DriverError
+    name = "driver"
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        super().__init__(proc)
+        self.auth_port = 0  # the driver's auth endpoint, from its "ready" line
+        self.app = App()  # credentials used when a command does not name an app
+
+    async def ready(self) -> None:
+        msg = await self.wait_ready(timeout(3))
+        self.auth_port = int(msg["auth_port"])
 
     # -- observing ------------------------------------------------------------
     def mark(self) -> int:
@@ -697,16 +744,6 @@ class NodeDriver:
                 f"no event with {what} within {wait or timeout()} s "
                 f"(since #{since}); the clients saw:\n{self.diagnostics()}"
             ) from None
-
-    def diagnostics(self, n: int = 50) -> str:
-        """The last events and the driver's stderr, for failure messages."""
-        lines = [f"#{i} {json.dumps(e)}" for i, e in enumerate(self.events)][-n:]
-        return (
-            "events:\n  "
-            + "\n  ".join(lines or ["(none)"])
-            + "\ndriver stderr:\n  "
-            + "\n  ".join(self.stderr.lines[-n // 2 :] or ["(none)"])
-        )
 
     # -- conveniences over the commands ---------------------------------------
     async def connect(
@@ -770,24 +807,6 @@ class NodeDriver:
             op=op,
             args=list(args),
         )
-
-    async def close(self) -> None:
-        """Ask the driver to disconnect all and exit; kill it (by pid) if it won't."""
-        if self.proc.returncode is None:
-            with contextlib.suppress(Exception):
-                await self.send("shutdown", wait=timeout(1))
-            with contextlib.suppress(Exception):
-                assert self.proc.stdin is not None
-                self.proc.stdin.close()
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout(2))
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.proc.pid, signal.SIGKILL)
-                await self.proc.wait()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._reader, timeout(1))
-        await self.stderr.aclose()
 
 
 @pytest.fixture

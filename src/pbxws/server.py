@@ -247,9 +247,9 @@ class Server:
             rt = self.runtime
             if rt.webhooks.enabled:
                 await rt.webhooks.start(_webhook_store(cfg, rt.adapter))
-                if hasattr(rt.adapter, "on_transition"):
-                    # Transitions the adapter finds itself (dead nodes, resyncs).
-                    rt.adapter.on_transition = rt.webhooks.transition
+            rt.adapter.observe(
+                rt.metrics, rt.webhooks.transition if rt.webhooks.enabled else None
+            )
             await rt.adapter.start()
             if cfg.server.lean_websockets:
                 self.port = await self._listen_lean(
@@ -276,8 +276,6 @@ class Server:
         self._heartbeat = loop.create_task(run_heartbeat(self.runtime))
         metrics = self.runtime.metrics
         metrics.bind(self.runtime, self.port)
-        if hasattr(self.runtime.adapter, "metrics"):
-            self.runtime.adapter.metrics = metrics  # counts fan-outs from other nodes
         if metrics.enabled:
             self._lag_probe = loop.create_task(metrics.watch_loop_lag())
         self.runtime.accepting = True

@@ -25,7 +25,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import ROOT, ProcessOutput, _failed, _tail, timeout
+from tests.conftest import (
+    ROOT,
+    JsonLinesProcess,
+    ProcessOutput,
+    _failed,
+    _tail,
+    timeout,
+)
 
 E2E_DIR = ROOT / "tests" / "e2e"
 EXAMPLE_DIR = ROOT / "examples" / "pbx"
@@ -51,71 +58,26 @@ class BrowserError(Exception):
     """``browser.mjs`` could not carry out a command."""
 
 
-class Browser:
+class Browser(JsonLinesProcess):
     """pytest's handle on ``browser.mjs`` (one chromium, one context per page)."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdin and proc.stdout and proc.stderr
-        self.proc = proc
-        self.events: list[dict[str, Any]] = []  # console lines, page errors, ...
-        self.stderr = ProcessOutput(proc.stderr)
-        self.version = ""
-        self._next_id = 0
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._ready: asyncio.Future[dict[str, Any]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._reader = asyncio.create_task(self._read(proc.stdout))
+    error = BrowserError
+    name = "browser.mjs"
 
-    async def _read(self, stream: asyncio.StreamReader) -> None:
-        try:
-            while line := await stream.readline():
-                try:
-                    msg = json.loads(line)
-                except ValueError:
-                    msg = {"type": "noise", "line": line.decode(errors="replace")}
-                if "id" in msg and "ok" in msg:
-                    fut = self._pending.pop(msg["id"], None)
-                    if fut and not fut.done():
-                        fut.set_result(msg)
-                    continue
-                if msg.get("type") == "ready" and not self._ready.done():
-                    self._ready.set_result(msg)
-                self.events.append(msg)
-        finally:
-            error = BrowserError(f"browser.mjs exited:\n{self.diagnostics()}")
-            for fut in [*self._pending.values(), self._ready]:
-                if not fut.done():
-                    fut.set_exception(error)
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        super().__init__(proc)
+        self.version = ""
 
     async def ready(self) -> None:
-        msg = await asyncio.wait_for(self._ready, timeout(4))
+        msg = await self.wait_ready(timeout(4))
         self.version = str(msg.get("browser", ""))
 
     async def send(
         self, cmd: str, /, *, wait: float | None = None, **fields: Any
     ) -> Any:
+        """A command, with the browser's longer default wait (pages load)."""
         __tracebackhide__ = True
-        self._next_id += 1
-        ident = self._next_id
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[ident] = fut
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(
-            json.dumps({"id": ident, "cmd": cmd, **fields}).encode() + b"\n"
-        )
-        await self.proc.stdin.drain()
-        limit = wait or timeout(2)
-        try:
-            reply = await asyncio.wait_for(fut, limit + 1)
-        except TimeoutError:
-            self._pending.pop(ident, None)
-            raise AssertionError(
-                f"browser command {cmd} got no reply in {limit} s\n{self.diagnostics()}"
-            ) from None
-        if not reply["ok"]:
-            raise BrowserError(f"{cmd} {fields}: {reply['error']}")
-        return reply.get("result")
+        return await super().send(cmd, wait=(wait or timeout(2)) + 1, **fields)
 
     # -- conveniences ----------------------------------------------------------
     async def open(self, page: str, url: str, *, init: str | None = None) -> None:
@@ -141,34 +103,11 @@ class Browser:
     async def screenshot(self, page: str, path: Path) -> None:
         await self.send("screenshot", page=page, path=str(path))
 
-    async def close(self, page: str) -> None:
+    async def close_page(self, page: str) -> None:
         await self.send("close", page=page)
 
     def page_errors(self) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("type") == "pageerror"]
-
-    def diagnostics(self, n: int = 40) -> str:
-        lines = [json.dumps(e) for e in self.events[-n:]]
-        return (
-            "browser events:\n  "
-            + "\n  ".join(lines or ["(none)"])
-            + "\nbrowser.mjs stderr:\n  "
-            + "\n  ".join(self.stderr.lines[-n // 2 :] or ["(none)"])
-        )
-
-    async def shutdown(self) -> None:
-        if self.proc.returncode is None:
-            with contextlib.suppress(Exception):
-                await self.send("shutdown", wait=timeout(1))
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout(2))
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.proc.pid, signal.SIGKILL)
-                await self.proc.wait()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._reader, timeout(1))
-        await self.stderr.aclose()
 
 
 @pytest.fixture
@@ -207,7 +146,7 @@ async def browser(request: pytest.FixtureRequest) -> AsyncIterator[Browser]:
             )
         yield driver
     finally:
-        await driver.shutdown()
+        await driver.close()
         if _failed(request):
             print(
                 f"\n----- browser.mjs pid {proc.pid} -----\n{driver.diagnostics(200)}"

@@ -393,7 +393,7 @@ async def test_pbx_dashboard_end_to_end(
 
     # -- leaving and coming back: Bob sees Alice go and return, Alice sees Bob go
     left_at = time.time()
-    await browser.close(ALICE)
+    await browser.close_page(ALICE)
     await browser.wait(BOB, members_are({2}))
     await browser.wait(BOB, went_offline("Alice Nguyen"))
     leave_ms = [(time.time() - left_at) * 1000]
@@ -406,7 +406,7 @@ async def test_pbx_dashboard_end_to_end(
         ALICE, calls_are({ringing: "answered", missed_while_down: "initiated"})
     )
     left_at = time.time()
-    await browser.close(BOB)
+    await browser.close_page(BOB)
     await browser.wait(ALICE, members_are({1}))
     await browser.wait(ALICE, went_offline("Bob Okafor"))
     leave_ms.append((time.time() - left_at) * 1000)

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -196,6 +196,34 @@ def channel_auth(socket_id: str, channel: str, channel_data: str | None = None) 
     return f"{APP_KEY}:{sign(APP_SECRET, message)}"
 
 
+def signed_query(
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    key: str = APP_KEY,
+    secret: str = APP_SECRET,
+    timestamp: int | None = None,
+    params: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The query an SDK sends: ``params`` plus auth fields and the signature.
+
+    Written independently of pbxws's verifier, from the reference (§14.2).
+    """
+    query = {
+        **(params or {}),
+        "auth_key": key,
+        "auth_timestamp": str(int(time.time()) if timestamp is None else timestamp),
+        "auth_version": "1.0",
+    }
+    if body:
+        query["body_md5"] = hashlib.md5(body).hexdigest()  # noqa: S324 - protocol checksum
+    pairs = {k.lower(): v for k, v in query.items()}
+    string = "&".join(f"{k}={pairs[k]}" for k in sorted(pairs))
+    query["auth_signature"] = sign(secret, f"{method}\n{path}\n{string}")
+    return query
+
+
 WsFactory = Callable[..., Awaitable[WsClient]]
 
 
@@ -250,21 +278,44 @@ class Api:
         send_instead: bytes | None = None,
     ) -> tuple[int, Any]:
         """Sign ``path`` (without prefix) and send to ``prefix + path``."""
+        status, answer, _ = await self.request(
+            method,
+            path,
+            body,
+            params=params,
+            key=key,
+            secret=secret,
+            prefix=prefix,
+            timestamp=timestamp,
+            raw=raw,
+            send_instead=send_instead,
+        )
+        return status, answer
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        params: dict[str, str] | None = None,
+        key: str = APP_KEY,
+        secret: str = APP_SECRET,
+        prefix: str = "",
+        timestamp: int | None = None,
+        raw: bytes | None = None,
+        send_instead: bytes | None = None,
+    ) -> tuple[int, Any, Mapping[str, str]]:
+        """:meth:`call`, also returning the response headers."""
         data = (
             raw
             if raw is not None
             else (b"" if body is None else json.dumps(body).encode())
         )
-        query = {
-            "auth_key": key,
-            "auth_timestamp": str(int(time.time()) if timestamp is None else timestamp),
-            "auth_version": "1.0",
-            **(params or {}),
-        }
-        if data:
-            query["body_md5"] = hashlib.md5(data).hexdigest()  # noqa: S324 - protocol checksum
-        string = "&".join(f"{k}={query[k]}" for k in sorted(query))
-        query["auth_signature"] = sign(secret, f"{method}\n{path}\n{string}")
+        query = signed_query(
+            method, path, data, key=key, secret=secret, timestamp=timestamp,
+            params=params,
+        )  # fmt: skip
         async with self.session.request(
             method,
             f"{self.base}{prefix}{path}",
@@ -274,9 +325,10 @@ class Api:
         ) as resp:
             text = await resp.text()
             try:
-                return resp.status, json.loads(text)
+                answer: Any = json.loads(text)
             except ValueError:
-                return resp.status, text
+                answer = text
+            return resp.status, answer, dict(resp.headers)
 
     async def trigger(
         self, channel: str, event: str, data: str, **extra: Any

@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
-import time
 
 from tests.conftest import timeout
 
-from .conftest import APP_ID, APP_KEY, APP_SECRET, NodeFactory, WsFactory
+from .conftest import APP_ID, NodeFactory, WsFactory, signed_query
 
 
 def signed_request(
     path: str, body: bytes, *, method: str = "POST", headers: str = ""
 ) -> bytes:
     """A complete signed request as an SDK sends it."""
-    query = {
-        "auth_key": APP_KEY,
-        "auth_timestamp": str(int(time.time())),
-        "auth_version": "1.0",
-    }
-    if body:
-        query["body_md5"] = hashlib.md5(body).hexdigest()  # noqa: S324 - protocol checksum
-    string = "&".join(f"{k}={query[k]}" for k in sorted(query))
-    query["auth_signature"] = hmac.new(
-        APP_SECRET.encode(), f"{method}\n{path}\n{string}".encode(), hashlib.sha256
-    ).hexdigest()
+    query = signed_query(method, path, body)
     qs = "&".join(f"{k}={v}" for k, v in query.items())
     return (
         f"{method} {path}?{qs} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

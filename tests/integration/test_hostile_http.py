@@ -9,11 +9,9 @@ random and protocol-shaped bodies, odd query parameters, odd channel names.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import http.client
 import json
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -24,7 +22,7 @@ from hypothesis import HealthCheck, event, example, given, settings, strategies 
 from pbxws.server import Server
 from tests.conftest import timeout
 
-from .conftest import APP_ID, APP_KEY, APP_SECRET, make_config, sign
+from .conftest import APP_ID, make_config, signed_query
 
 
 class ThreadedServer:
@@ -70,16 +68,7 @@ def send(
     signed: bool = True,
 ) -> tuple[int, bytes, str]:
     """Sign (as the SDKs do) and send one request; status, body, content type."""
-    query = dict(params)
-    if signed:
-        query.update(
-            auth_key=APP_KEY, auth_timestamp=str(int(time.time())), auth_version="1.0"
-        )
-        if body:
-            query["body_md5"] = hashlib.md5(body).hexdigest()  # noqa: S324 - protocol checksum
-        pairs = {k.lower(): v for k, v in query.items()}
-        string = "&".join(f"{k}={pairs[k]}" for k in sorted(pairs))
-        query["auth_signature"] = sign(APP_SECRET, f"{method}\n{path}\n{string}")
+    query = signed_query(method, path, body, params=params) if signed else dict(params)
     target = quote(path, safe="/") + "?" + urlencode(query, quote_via=quote)
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout())
     try:

@@ -9,14 +9,21 @@ tell the others").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from pbxws.channels.cache import CachedEvent
 from pbxws.channels.ratelimit import RateDecision
 from pbxws.channels.registry import Subscriber
+
+if TYPE_CHECKING:
+    from pbxws.metrics import Metrics
+
+# Told of a cluster-wide transition the adapter finds by itself (a dead node's
+# cleanup, a resync): (app id, channel, user id or None, up).
+TransitionHook = Callable[[str, str, "str | None", bool], None]
 
 __all__ = [
     "Adapter",
@@ -72,6 +79,14 @@ class Adapter(Protocol):
 
     async def stop(self) -> None:
         """Leave the cluster and release resources."""
+
+    def observe(self, metrics: Metrics, on_transition: TransitionHook | None) -> None:
+        """Report what the adapter does on its own, not on behalf of a handler.
+
+        ``metrics`` counts frames fanned out for other nodes' publications;
+        ``on_transition`` hears of transitions the adapter finds itself (for
+        webhooks). The local adapter does nothing on its own, so it ignores both.
+        """
 
     async def add_connection(
         self, app_id: str, conn: Subscriber, max_connections: int

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
@@ -14,7 +14,16 @@ from pbxws.channels.ratelimit import FixedWindows, RateDecision
 from pbxws.channels.registry import AppChannels, Subscriber
 from pbxws.protocol.errors import ErrorCode
 
-from .base import ChannelCounts, JoinResult, LeaveResult, PresenceFull
+from .base import (
+    ChannelCounts,
+    JoinResult,
+    LeaveResult,
+    PresenceFull,
+    TransitionHook,
+)
+
+if TYPE_CHECKING:
+    from pbxws.metrics import Metrics
 
 __all__ = ["LocalAdapter"]
 
@@ -44,7 +53,7 @@ class LocalAdapter:
         self._throttles: dict[str, float] = {}
 
     def local_registries(self) -> Mapping[str, AppChannels]:
-        """This node's registries by app id, for the metrics (not copied)."""
+        """This node's registries by app id (read only, not copied)."""
         return self._apps
 
     def registry(self, app_id: str) -> AppChannels:
@@ -67,6 +76,9 @@ class LocalAdapter:
             await asyncio.sleep(_CACHE_SWEEP_INTERVAL)
             self._cache.sweep(time.monotonic())
             self._windows.sweep(time.monotonic())
+
+    def observe(self, metrics: Metrics, on_transition: TransitionHook | None) -> None:
+        """Nothing to report: every change here is made by a handler that reports it."""
 
     async def add_connection(
         self, app_id: str, conn: Subscriber, max_connections: int

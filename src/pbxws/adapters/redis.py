@@ -44,7 +44,7 @@ import collections
 import contextlib
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -61,17 +61,18 @@ from pbxws.protocol.messages import PresenceMember, member_added, member_removed
 from pbxws.redis_client import connect
 
 from . import bus, lua
-
-if TYPE_CHECKING:
-    from pbxws.metrics import Metrics
 from .base import (
     AdapterUnavailable,
     ChannelCounts,
     JoinResult,
     LeaveResult,
     PresenceFull,
+    TransitionHook,
 )
 from .local import TERMINATED, LocalAdapter
+
+if TYPE_CHECKING:
+    from pbxws.metrics import Metrics
 
 __all__ = ["RedisAdapter"]
 
@@ -128,12 +129,10 @@ class RedisAdapter:
         self._tasks: list[asyncio.Task[None]] = []
         # The Redis data generation we last saw; a new one means Redis lost it.
         self._epoch: bytes | None = None
-        # Where fan-outs of other nodes' publications are counted (set by the server).
+        # Where fan-outs of other nodes' publications are counted (see observe).
         self.metrics: Metrics | None = None
-        # Told of the transitions this adapter finds itself (a dead node's
-        # cleanup, a resync): (app id, channel, user id or None, up). Set by
-        # the server for webhooks.
-        self.on_transition: Callable[[str, str, str | None, bool], None] | None = None
+        # Told of the transitions this adapter finds itself (see observe).
+        self.on_transition: TransitionHook | None = None
         # Adapter figures for /metrics.
         self._resyncs = 0
         self._dead_nodes_cleaned = 0
@@ -207,6 +206,11 @@ class RedisAdapter:
         self._dirty = True
 
     # --- metrics ---
+
+    def observe(self, metrics: Metrics, on_transition: TransitionHook | None) -> None:
+        """Count other nodes' fan-outs; report dead-node and resync transitions."""
+        self.metrics = metrics
+        self.on_transition = on_transition
 
     def local_registries(self) -> Mapping[str, AppChannels]:
         """This node's registries, for the channel gauges."""
@@ -361,7 +365,7 @@ class RedisAdapter:
             reg.watchlists.update(user_id, True, None)
 
     async def sign_out(self, app_id: str, user_id: str) -> None:
-        reg = self.local._apps.get(app_id)
+        reg = self.local.local_registries().get(app_id)
         if reg is None:
             return
         reg.sign_out(user_id)
@@ -377,7 +381,7 @@ class RedisAdapter:
         self, app_id: str, user_id: str, online: bool, version: int
     ) -> None:
         """Tell this node's and the other nodes' watchers of a status change."""
-        reg = self.local._apps.get(app_id)
+        reg = self.local.local_registries().get(app_id)
         if reg is not None:
             reg.watchlists.update(user_id, online, version)
         try:
@@ -466,7 +470,7 @@ class RedisAdapter:
             return
         if message.node == self.node:
             return
-        reg = self.local._apps.get(message.app_id)
+        reg = self.local.local_registries().get(message.app_id)
         if reg is None:
             return
         self._bus_received += 1
@@ -731,7 +735,7 @@ class RedisAdapter:
             notify(app_id, channel_name, None, True)  # a join in an outage
             notify(app_id, channel_name, user_id, True)
         if reset:
-            for app_id, reg in self.local._apps.items():
+            for app_id, reg in self.local.local_registries().items():
                 for held in reg.channels.values():
                     notify(app_id, held.name, None, True)
 
@@ -750,7 +754,7 @@ class RedisAdapter:
         }
         pipe = self._redis.pipeline(transaction=False)
         users: list[tuple[str, str]] = []
-        for app_id, reg in self.local._apps.items():
+        for app_id, reg in self.local.local_registries().items():
             for user_id, count in reg.users.items():
                 await self._scripts["SIGNIN"](
                     args=[self._prefix, self.node, app_id, user_id, count],
@@ -768,7 +772,7 @@ class RedisAdapter:
         for key, version in went_offline.items():
             if key not in came_online:
                 await self._announce(*key, False, version)
-        for app_id, reg in list(self.local._apps.items()):
+        for app_id, reg in list(self.local.local_registries().items()):
             watched = reg.watchlists.watched()
             for i in range(0, len(watched), _USERS_PER_QUERY):
                 version, statuses = await self._users(
@@ -788,7 +792,7 @@ class RedisAdapter:
     def _present_members(self) -> set[tuple[str, str, str]]:
         return {
             (app_id, channel.name, user_id)
-            for app_id, reg in self.local._apps.items()
+            for app_id, reg in self.local.local_registries().items()
             for channel in reg.channels.values()
             for user_id in channel.members
         }
@@ -797,7 +801,7 @@ class RedisAdapter:
         """Write our live state to Redis in one pipeline; the members it added."""
         pipe = self._redis.pipeline(transaction=False)
         joins: list[tuple[tuple[str, str, str], msgspec.Raw] | None] = []
-        for app_id, reg in self.local._apps.items():
+        for app_id, reg in self.local.local_registries().items():
             if reg.connections:
                 pipe.hset(
                     self._key("app", app_id, "conns"), self.node, len(reg.connections)

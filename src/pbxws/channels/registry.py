@@ -200,8 +200,13 @@ class AppChannels:
         channel = self.channels.get(name)
         if channel is None:
             return 0
+        subscribers = channel.subscribers
+        if except_socket is None:  # the common case: no comparison per subscriber
+            for conn in subscribers:
+                conn.send(frame)
+            return len(subscribers)
         sent = 0
-        for conn in channel.subscribers:
+        for conn in subscribers:
             if conn.socket_id != except_socket:
                 conn.send(frame)
                 sent += 1
