@@ -264,32 +264,13 @@ class Api:
         self.base = f"http://127.0.0.1:{server.port}"
 
     async def call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        params: dict[str, str] | None = None,
-        key: str = APP_KEY,
-        secret: str = APP_SECRET,
-        prefix: str = "",
-        timestamp: int | None = None,
-        raw: bytes | None = None,
-        send_instead: bytes | None = None,
+        self, method: str, path: str, body: Any = None, **options: Any
     ) -> tuple[int, Any]:
-        """Sign ``path`` (without prefix) and send to ``prefix + path``."""
-        status, answer, _ = await self.request(
-            method,
-            path,
-            body,
-            params=params,
-            key=key,
-            secret=secret,
-            prefix=prefix,
-            timestamp=timestamp,
-            raw=raw,
-            send_instead=send_instead,
-        )
+        """Sign ``path`` (without prefix) and send to ``prefix + path``.
+
+        ``options`` are those of :meth:`request`.
+        """
+        status, answer, _ = await self.request(method, path, body, **options)
         return status, answer
 
     async def request(
@@ -306,7 +287,12 @@ class Api:
         raw: bytes | None = None,
         send_instead: bytes | None = None,
     ) -> tuple[int, Any, Mapping[str, str]]:
-        """:meth:`call`, also returning the response headers."""
+        """Sign ``path`` (without ``prefix``) and send it to ``prefix + path``.
+
+        ``raw`` is the body as bytes (instead of ``body`` as JSON);
+        ``send_instead`` sends other bytes than those signed. Returns the
+        status, the JSON answer (or text) and the response headers.
+        """
         data = (
             raw
             if raw is not None
