@@ -351,8 +351,9 @@ async def rate_step(
     await wait_quiet(server, gen)
     reconnected = sum(r["connected"] for r in ens)
     await gen.all(cmd="reset")
-    cpu0, gcpu0, t0, busy0 = server.cpu(), gen.cpu(), time.monotonic(), machine_busy()
     assert gen.publisher is not None
+    pcpu0 = gen.publisher.cpu()
+    cpu0, gcpu0, t0, busy0 = server.cpu(), gen.cpu(), time.monotonic(), machine_busy()
     pub = await gen.publisher.call(
         cmd="publish",
         host="127.0.0.1",
@@ -378,6 +379,7 @@ async def rate_step(
         await asyncio.sleep(0.1)
     st = await gen.stats()
     cpu1, gcpu1, t1, busy1 = server.cpu(), gen.cpu(), time.monotonic(), machine_busy()
+    pub_cpu = gen.publisher.cpu() - pcpu0
     pct = percentiles(st["hist"], st["max_us"])
     delivered = st["received"]
     server_cpu = cpu1 - cpu0
@@ -404,6 +406,8 @@ async def rate_step(
         "window_s": t1 - t0,
         "server_cpu_s": server_cpu,
         "gen_cpu_s": gen_cpu,
+        # The publisher's share of gen_cpu_s (one process: its ceiling is a CPU).
+        "publisher_cpu_s": pub_cpu,
         "server_cpu_util": server_cpu / (t1 - t0),
         # CPU other processes of the machine took in the window (noise).
         "other_cpu_util": max(0.0, (busy1 - busy0) - server_cpu - gen_cpu) / (t1 - t0),
@@ -447,7 +451,9 @@ async def rate_search(
             f"p50 {r['p50']:.1f} p99 {r['p99']:.1f} max {r['max']:.1f} ms, "
             f"server cpu {r['server_cpu_util']:.0%}, "
             f"{r['server_cpu_s_per_100k']:.2f} s/100k "
-            f"(gen {r['gen_cpu_s_per_100k']:.2f}), others {r['other_cpu_util']:.0%}"
+            f"(gen {r['gen_cpu_s_per_100k']:.2f}, publisher cpu "
+            f"{r['publisher_cpu_s'] / r['window_s']:.0%}), "
+            f"others {r['other_cpu_util']:.0%}"
         )
         if not server.alive():
             raise RuntimeError(f"{server.name} exited")
