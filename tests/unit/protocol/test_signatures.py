@@ -1,6 +1,10 @@
 """Signatures against the test vectors of the protocol reference (§8, §14.2)."""
 
+import hashlib
+import hmac
+
 import pytest
+from hypothesis import example, given, strategies as st
 
 from pbxws.protocol.errors import AuthenticationFailed
 from pbxws.protocol.signatures import (
@@ -142,3 +146,52 @@ def test_api_missing_params() -> None:
             now=0,
             tolerance=600,
         )
+
+
+@given(st.text(max_size=100), st.text(max_size=300))
+def test_sign_is_hmac_sha256(secret: str, message: str) -> None:
+    """The precomputed-pad HMAC equals the standard library's, for any key length."""
+    expected = hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+    assert sign(secret, message) == expected
+
+
+_PARAM = st.sampled_from(
+    [
+        "auth_key",
+        "auth_timestamp",
+        "auth_version",
+        "body_md5",
+        "auth_signature",
+        "Auth_Key",
+        "info",
+        "a",
+    ]
+)
+
+
+@given(
+    st.dictionaries(_PARAM, st.text(max_size=8), max_size=6),
+    st.binary(max_size=20),
+)
+@example(
+    {
+        "auth_signature": "s",
+        "body_md5": "x",
+        "auth_version": "1.0",
+        "auth_key": "k",
+        "auth_timestamp": "1",
+    },
+    b"{}",
+)
+def test_string_to_sign_shortcut_is_the_general_rule(
+    query: dict[str, str], body: bytes
+) -> None:
+    """The shortcut for the SDKs' five parameters builds what the rule says."""
+    params = {k.lower(): v for k, v in query.items() if k.lower() != "auth_signature"}
+    sent = params.pop("body_md5", None)
+    if body or sent is not None:
+        params["body_md5"] = body_md5(body)
+    expected = "POST\n/apps/1/events\n" + "&".join(
+        f"{k}={params[k]}" for k in sorted(params)
+    )
+    assert api_string_to_sign("POST", "/apps/1/events", query, body) == expected
