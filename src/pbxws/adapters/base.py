@@ -74,6 +74,10 @@ class AdapterUnavailable(Exception):
 class Adapter(Protocol):
     """Channel state and delivery for every app on this node."""
 
+    # Whether handlers may start this adapter's coroutines outside any task
+    # (see :mod:`pbxws.inbox`): nothing it awaits needs a current task.
+    inline: bool
+
     async def start(self) -> None:
         """Connect to whatever backs the adapter."""
 

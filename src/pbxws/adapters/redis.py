@@ -101,6 +101,9 @@ def _bytes(value: bytes | str | None) -> bytes | None:
 class RedisAdapter:
     """Channel state in Redis; delivery through this node and the Redis bus."""
 
+    # redis-py's pool enters asyncio.timeout, which needs a current task.
+    inline = False
+
     def __init__(
         self, redis_config: RedisConfig, config: AdapterConfig, node: str
     ) -> None:

@@ -14,19 +14,20 @@ connection, with the bytes already read, to aiohttp for good.
 from __future__ import annotations
 
 import asyncio
-import collections
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Final
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 import msgspec
 import structlog
 
 from pbxws.adapters.base import AdapterUnavailable
+from pbxws.inbox import Inbox, Job
 from pbxws.protocol import websocket as rfc
 from pbxws.protocol.errors import ApiError, RateLimited
+from pbxws.protocol.query import parse_query
 from pbxws.runtime import Runtime
 
 from . import core
@@ -38,7 +39,6 @@ log = structlog.get_logger(__name__)
 _encode: Final = msgspec.json.Encoder().encode
 _EMPTY: Final = b"{}"
 _MAX_HEAD: Final = 16384
-_Job = Callable[[], Awaitable[None]]
 
 
 def publish_route(rt: Runtime, request: rfc.Request) -> tuple[str, str] | None:
@@ -49,7 +49,7 @@ def publish_route(rt: Runtime, request: rfc.Request) -> tuple[str, str] | None:
     ):
         return None
     prefix = rt.config.server.path_prefix
-    path = unquote(request.path)
+    path = _unquote(request.path)
     if not path.startswith(f"{prefix}/apps/"):
         return None
     parts = path[len(prefix) + 6 :].split("/")
@@ -58,7 +58,19 @@ def publish_route(rt: Runtime, request: rfc.Request) -> tuple[str, str] | None:
     return parts[0], parts[1]
 
 
+def _unquote(path: str) -> str:
+    return unquote(path) if "%" in path else path
+
+
 def _response(status: int, body: bytes, headers: dict[str, str], close: bool) -> bytes:
+    if status == 200 and body == _EMPTY and not headers:
+        return _OK_CLOSE if close else _OK
+    return _build_response(status, body, headers, close)
+
+
+def _build_response(
+    status: int, body: bytes, headers: dict[str, str], close: bool
+) -> bytes:
     lines = [
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
         "Content-Type: application/json; charset=utf-8",
@@ -70,6 +82,11 @@ def _response(status: int, body: bytes, headers: dict[str, str], close: bool) ->
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+# The answer to nearly every publish, built once.
+_OK: Final = _build_response(200, _EMPTY, {}, close=False)
+_OK_CLOSE: Final = _build_response(200, _EMPTY, {}, close=True)
+
+
 class FastApi(asyncio.Protocol):
     """Serves publish requests on one kept-alive connection, in order."""
 
@@ -77,10 +94,9 @@ class FastApi(asyncio.Protocol):
         "_buffer",
         "_handoff",
         "_http_factory",
-        "_inbox",
+        "_jobs",
         "_rt",
         "_transport",
-        "_worker",
     )
 
     def __init__(
@@ -96,8 +112,7 @@ class FastApi(asyncio.Protocol):
         # Bytes read and not yet parsed.
         self._buffer = bytearray()
         # Requests parsed and not yet answered (answers go out in order).
-        self._inbox: collections.deque[_Job] = collections.deque()
-        self._worker: asyncio.Task[None] | None = None
+        self._jobs = Inbox(self, inline=rt.adapter.inline)
         # Set once a request for aiohttp arrived: parse no more, hand over when idle.
         self._handoff = False
 
@@ -139,21 +154,16 @@ class FastApi(asyncio.Protocol):
             body = bytes(buf[end + 4 : end + 4 + length])
             del buf[: end + 4 + length]
             close = request.headers.get("connection", "").lower() == "close"
-            self._enqueue(_serve_job(self, route, request, body, close))
+            self._jobs.submit(_serve_job(self, route, request, body, close))
 
-    def _enqueue(self, job: _Job) -> None:
-        self._inbox.append(job)
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._work())
-
-    async def _work(self) -> None:
-        try:
-            while self._inbox:
-                await self._inbox.popleft()()
-        finally:
-            self._worker = None
+    def jobs_drained(self) -> None:
         if self._handoff:
             self._hand_off()
+
+    def job_failed(self, exc: Exception) -> None:
+        """Not expected: :meth:`serve` answers every error itself."""
+        log.error("api_connection_failed", error=repr(exc))
+        self._transport.abort()
 
     async def serve(
         self, route: tuple[str, str], request: rfc.Request, body: bytes, close: bool
@@ -165,8 +175,8 @@ class FastApi(asyncio.Protocol):
         status, payload, headers = 200, _EMPTY, {}
         try:
             app = core.find_app(rt, app_id)
-            query = dict(parse_qsl(request.query, keep_blank_values=True))
-            core.verify(rt, app, "POST", unquote(request.path), query, body)
+            query = parse_query(request.query)
+            core.verify(rt, app, "POST", _unquote(request.path), query, body)
             handle = core.events if kind == "events" else core.batch_events
             answer = await handle(rt, app, body, started)
             if answer:
@@ -219,11 +229,11 @@ class FastApi(asyncio.Protocol):
                 transport.write(_response(status, body, {}, close=True))
                 transport.close()
 
-        self._enqueue(job)
+        self._jobs.submit(job)
 
     def _start_handoff(self) -> None:
         self._handoff = True
-        if self._worker is None:
+        if not self._jobs.busy:
             self._hand_off()
         else:
             self._transport.pause_reading()  # until our answers are out
@@ -241,7 +251,7 @@ class FastApi(asyncio.Protocol):
             handler.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._inbox.clear()
+        self._jobs.clear()
 
 
 def _serve_job(
@@ -250,7 +260,7 @@ def _serve_job(
     request: rfc.Request,
     body: bytes,
     close: bool,
-) -> _Job:
+) -> Job:
     return lambda: api.serve(route, request, body, close)
 
 

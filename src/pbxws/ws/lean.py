@@ -10,20 +10,19 @@ Why: an idle connection on aiohttp's ``WebSocketResponse`` costs several
 objects (request, response, reader, writer, parser, a handler task); here it is
 one protocol object, one :class:`~pbxws.ws.connection.Connection` and a
 parser, and no task at all while nothing is being handled. Messages of one
-connection still run in order: a task is created when a message arrives and
-lives until the connection's inbox is empty.
+connection run in order through its :class:`~pbxws.inbox.Inbox`: started at
+once when the connection is idle, queued behind one that waits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-from collections.abc import Awaitable, Callable
 from typing import Final
 from urllib.parse import parse_qsl
 
 import structlog
 
+from pbxws.inbox import Inbox, Job
 from pbxws.protocol import messages as m, websocket as rfc
 from pbxws.protocol.frames import text_frame
 from pbxws.runtime import Runtime
@@ -38,11 +37,9 @@ log = structlog.get_logger(__name__)
 
 # Seconds we wait for the client's close frame after ours.
 _CLOSE_TIMEOUT: Final = 5.0
-# Messages queued for one connection before we stop reading its socket.
+# Messages queued for one connection before we stop reading its socket (until
+# the queue has run dry).
 _INBOX_HIGH: Final = 64
-_INBOX_LOW: Final = 16
-
-_Job = Callable[[], Awaitable[None]]
 
 
 class LeanSocket(asyncio.Protocol):
@@ -51,13 +48,12 @@ class LeanSocket(asyncio.Protocol):
     __slots__ = (
         "_close_waiter",
         "_conn",
-        "_inbox",
+        "_jobs",
         "_left",
         "_parser",
         "_paused",
         "_rt",
         "_transport",
-        "_worker",
     )
 
     def __init__(self, rt: Runtime, transport: asyncio.Transport) -> None:
@@ -66,9 +62,9 @@ class LeanSocket(asyncio.Protocol):
         self._parser = rfc.FrameParser(rt.config.server.max_message_size)
         # The Pusher connection once admitted; None while refusing.
         self._conn: Connection | None = None
-        # Jobs (messages, registration) run in order by one short-lived task.
-        self._inbox: collections.deque[_Job] | None = None
-        self._worker: asyncio.Task[None] | None = None
+        # Jobs (registration, messages, unregistration), run in order.
+        self._jobs = Inbox(self, inline=rt.adapter.inline)
+        # Whether reading is paused because too many messages wait.
         self._paused = False
         # Resolved when the client answers our close frame.
         self._close_waiter: asyncio.Future[None] | None = None
@@ -157,34 +153,26 @@ class LeanSocket(asyncio.Protocol):
                 self._close_received(payload)
                 return
 
-    def _enqueue(self, job: _Job) -> None:
-        inbox = self._inbox
-        if inbox is None:
-            inbox = self._inbox = collections.deque()
-        inbox.append(job)
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._work(inbox))
-        if len(inbox) > _INBOX_HIGH and not self._paused:
+    def _enqueue(self, job: Job) -> None:
+        jobs = self._jobs
+        jobs.submit(job)
+        if len(jobs) > _INBOX_HIGH and not self._paused:
             self._paused = True
             self._transport.pause_reading()
 
-    async def _work(self, inbox: collections.deque[_Job]) -> None:
-        try:
-            while inbox:
-                await inbox.popleft()()
-                if self._paused and len(inbox) < _INBOX_LOW:
-                    self._paused = False
-                    if not self._transport.is_closing():
-                        self._transport.resume_reading()
-        except Exception:
-            log.exception(
-                "connection_handler_failed",
-                socket_id=None if self._conn is None else self._conn.socket_id,
-            )
-            self._transport.abort()
-        finally:
-            self._worker = None
-            self._inbox = None
+    def jobs_drained(self) -> None:
+        if self._paused:
+            self._paused = False
+            if not self._transport.is_closing():
+                self._transport.resume_reading()
+
+    def job_failed(self, exc: Exception) -> None:
+        log.error(
+            "connection_handler_failed",
+            socket_id=None if self._conn is None else self._conn.socket_id,
+            exc_info=exc,
+        )
+        self._transport.abort()
 
     # --- closing ---------------------------------------------------------------
 
@@ -252,8 +240,7 @@ class LeanSocket(asyncio.Protocol):
         if self._conn is not None:
             self._conn.state = ConnState.CLOSED  # no more writes to a dead socket
         if self._conn is not None and not self._left:
-            if self._inbox:
-                self._inbox.clear()  # nobody is left to answer
+            self._jobs.clear()  # nobody is left to answer
             self._leave()
 
     def pause_writing(self) -> None:
@@ -265,11 +252,11 @@ class LeanSocket(asyncio.Protocol):
         """Nothing to resume: a paused connection is already closing."""
 
 
-def _message_job(rt: Runtime, conn: Connection, payload: bytes) -> _Job:
+def _message_job(rt: Runtime, conn: Connection, payload: bytes) -> Job:
     return lambda: dispatch(rt, conn, payload)
 
 
-def _unregister_job(rt: Runtime, conn: Connection) -> _Job:
+def _unregister_job(rt: Runtime, conn: Connection) -> Job:
     async def job() -> None:
         if conn.socket_id in rt.connections:  # registered (not refused, not lost first)
             await unregister(rt, conn, None)
