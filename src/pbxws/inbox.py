@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Coroutine, Generator
 from typing import Any, Protocol
 
 __all__ = ["Inbox", "Job", "Owner"]
 
-Job = Callable[[], Coroutine[Any, Any, None]]
+# A job is a coroutine object, not started: ``inbox.submit(handle(message))``.
+Job = Coroutine[Any, Any, None]
 
 
 class Owner(Protocol):
@@ -61,8 +62,9 @@ class Inbox:
 
     def clear(self) -> None:
         """Drop the jobs not started yet."""
-        if self._jobs is not None:
-            self._jobs.clear()
+        jobs = self._jobs
+        while jobs:
+            jobs.popleft().close()  # never started: closing runs nothing
 
     def submit(self, job: Job) -> None:
         """Run ``job`` now if idle, else after the jobs before it."""
@@ -73,15 +75,14 @@ class Inbox:
             self._queue().append(job)
             self._start_task(None)
             return
-        coro = job()
         try:
-            waiting = coro.send(None)
+            waiting = job.send(None)
         except StopIteration:
             return
         except Exception as exc:
             self._owner.job_failed(exc)
             return
-        self._start_task(_Resume(coro, waiting))
+        self._start_task(_Resume(job, waiting))
 
     def _start_task(self, started: _Resume | None) -> None:
         task = self._task = asyncio.get_running_loop().create_task(self._drain(started))
@@ -107,7 +108,7 @@ class Inbox:
                 await started
             jobs = self._jobs
             while jobs:
-                await jobs.popleft()()
+                await jobs.popleft()
         except Exception as exc:
             self.clear()
             self._owner.job_failed(exc)

@@ -120,3 +120,40 @@ async def test_expect_continue_and_connection_close(
     writer.close()
     await writer.wait_closed()
     assert (await client.expect("e"))["data"] == "late"
+
+
+async def test_requests_cut_anywhere_and_a_handoff_in_the_same_read(
+    node: NodeFactory, ws: WsFactory
+) -> None:
+    """A publish arriving in pieces, then a publish and a GET in one write."""
+    server = await node()
+    client = await ws(server)
+    await client.subscribe("c")
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    path = f"/apps/{APP_ID}/events"
+    request = signed_request(path, event("c", "pieces"))
+    cuts = [
+        0,
+        1,
+        7,
+        len(request) // 2,
+        request.index(b"\r\n\r\n") + 2,
+        len(request) - 1,
+    ]
+    for start, stop in zip(cuts, [*cuts[1:], len(request)], strict=True):
+        writer.write(request[start:stop])
+        await writer.drain()
+        await asyncio.sleep(0.005)  # let each piece arrive as its own read
+    assert await read_response(reader) == (200, b"{}")
+    assert (await client.expect("e"))["data"] == "pieces"
+    writer.write(
+        signed_request(path, event("c", "before-get"))
+        + signed_request(f"/apps/{APP_ID}/channels", b"", method="GET")
+    )
+    assert await read_response(reader) == (200, b"{}")
+    status, body = await read_response(reader)
+    assert status == 200
+    assert json.loads(body) == {"channels": {"c": {}}}
+    assert (await client.expect("e"))["data"] == "before-get"
+    writer.close()
+    await writer.wait_closed()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 
 import pytest
 
-from pbxws.inbox import Inbox, Job
+from pbxws.inbox import Inbox
 
 
 class Owner:
@@ -21,11 +22,8 @@ class Owner:
         self.drained += 1
 
 
-def record(log: list[str], name: str) -> Job:
-    async def job() -> None:
-        log.append(name)
-
-    return lambda: job()
+async def record(log: list[str], name: str) -> None:
+    log.append(name)
 
 
 async def test_an_idle_inbox_runs_a_job_that_never_waits_inside_submit() -> None:
@@ -46,7 +44,7 @@ async def test_jobs_behind_one_that_waits_run_after_it_in_order() -> None:
         log.append("w-start")
         log.append(await gate)  # the future's result reaches the coroutine
 
-    inbox.submit(lambda: waits())
+    inbox.submit(waits())
     inbox.submit(record(log, "b"))
     inbox.submit(record(log, "c"))
     assert log == ["w-start"]
@@ -73,7 +71,7 @@ async def test_an_exception_from_a_future_reaches_the_resumed_coroutine() -> Non
         except LookupError as exc:
             caught.append(str(exc))
 
-    inbox.submit(lambda: waits())
+    inbox.submit(waits())
     gate.set_exception(LookupError("gone"))
     while inbox.busy:
         await asyncio.sleep(0)
@@ -88,20 +86,23 @@ async def test_a_failing_job_is_reported_and_the_queued_ones_dropped() -> None:
     async def boom() -> None:
         raise ValueError("inline")
 
-    inbox.submit(lambda: boom())
+    inbox.submit(boom())
     assert [str(e) for e in owner.errors] == ["inline"]
 
     async def waits_then_fails() -> None:
         await asyncio.sleep(0)
         raise ValueError("in task")
 
-    inbox.submit(lambda: waits_then_fails())
-    inbox.submit(record(log, "dropped"))
+    inbox.submit(waits_then_fails())
+    dropped = record(log, "dropped")
+    inbox.submit(dropped)
     while inbox.busy:
         await asyncio.sleep(0)
     assert [str(e) for e in owner.errors] == ["inline", "in task"]
     assert log == []
     assert len(inbox) == 0
+    # Closed, not left for the garbage collector to warn "never awaited".
+    assert inspect.getcoroutinestate(dropped) == inspect.CORO_CLOSED
 
 
 @pytest.mark.parametrize("steps_first", [0, 2])
@@ -117,7 +118,7 @@ async def test_cancelling_the_task_cancels_the_resumed_coroutine(
         finally:
             cleaned.append(True)
 
-    inbox.submit(lambda: waits_forever())
+    inbox.submit(waits_forever())
     task = inbox._task
     assert task is not None
     for _ in range(steps_first):  # 0: cancelled before the task's first step
@@ -136,7 +137,7 @@ async def test_not_inline_every_job_runs_in_a_task_in_order() -> None:
     async def needs_a_task() -> None:
         log.append(f"task={asyncio.current_task() is not None}")
 
-    inbox.submit(lambda: needs_a_task())
+    inbox.submit(needs_a_task())
     inbox.submit(record(log, "b"))
     assert log == []  # nothing runs in the caller
     while inbox.busy:

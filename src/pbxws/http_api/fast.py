@@ -24,7 +24,7 @@ import msgspec
 import structlog
 
 from pbxws.adapters.base import AdapterUnavailable
-from pbxws.inbox import Inbox, Job
+from pbxws.inbox import Inbox
 from pbxws.protocol import websocket as rfc
 from pbxws.protocol.errors import ApiError, RateLimited
 from pbxws.protocol.query import parse_query
@@ -117,21 +117,25 @@ class FastApi(asyncio.Protocol):
         self._handoff = False
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        while not self._handoff:
-            buf = self._buffer
-            end = buf.find(b"\r\n\r\n")
+        if self._buffer:
+            self._buffer += data
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        pos = 0  # where the next request starts in ``data``
+        while not self._handoff and pos < len(data):
+            end = data.find(b"\r\n\r\n", pos)
             if end < 0:
-                if len(buf) > _MAX_HEAD:
+                if len(data) - pos > _MAX_HEAD:
                     self._fail(431, "Request head too large.")
-                return
+                    return
+                break
             try:
-                request = rfc.parse_request(bytes(buf[:end]))
+                request = rfc.parse_request(data[pos:end])
             except rfc.HandshakeError:
-                self._start_handoff()  # aiohttp answers malformed requests
-                return
-            route = publish_route(self._rt, request)
-            if route is None:
+                request = None  # aiohttp answers malformed requests
+            route = None if request is None else publish_route(self._rt, request)
+            if request is None or route is None:
+                self._buffer += data[pos:]
                 self._start_handoff()
                 return
             try:
@@ -145,16 +149,17 @@ class FastApi(asyncio.Protocol):
                     "The request body is larger than the server's max_request_size.",
                 )
                 return
-            if len(buf) < end + 4 + length:
+            stop = end + 4 + length
+            if len(data) < stop:
                 if request.headers.get("expect", "").lower() == "100-continue":
                     self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    request.headers.pop("expect")
-                    buf[:end] = _without_expect(bytes(buf[:end]))
-                return
-            body = bytes(buf[end + 4 : end + 4 + length])
-            del buf[: end + 4 + length]
+                    data = data[:pos] + _without_expect(data[pos:end]) + data[end:]
+                break
             close = request.headers.get("connection", "").lower() == "close"
-            self._jobs.submit(_serve_job(self, route, request, body, close))
+            self._jobs.submit(self.serve(route, request, data[end + 4 : stop], close))
+            pos = stop
+        if pos < len(data):
+            self._buffer += data[pos:]  # an incomplete request, or aiohttp's
 
     def jobs_drained(self) -> None:
         if self._handoff:
@@ -222,14 +227,13 @@ class FastApi(asyncio.Protocol):
         """Answer an unusable request and close (after the ones before it)."""
         body = _encode({"error": reason, "code": status})
         self._handoff = True  # stop parsing
+        self._jobs.submit(self._answer_and_close(_response(status, body, {}, True)))
 
-        async def job() -> None:
-            transport = self._transport
-            if not transport.is_closing():
-                transport.write(_response(status, body, {}, close=True))
-                transport.close()
-
-        self._jobs.submit(job)
+    async def _answer_and_close(self, response: bytes) -> None:
+        transport = self._transport
+        if not transport.is_closing():
+            transport.write(response)
+            transport.close()
 
     def _start_handoff(self) -> None:
         self._handoff = True
@@ -252,16 +256,6 @@ class FastApi(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._jobs.clear()
-
-
-def _serve_job(
-    api: FastApi,
-    route: tuple[str, str],
-    request: rfc.Request,
-    body: bytes,
-    close: bool,
-) -> Job:
-    return lambda: api.serve(route, request, body, close)
 
 
 def _without_expect(head: bytes) -> bytes:

@@ -90,20 +90,19 @@ def parse_request(head: bytes) -> Request:
     """
     if len(head) > _MAX_HEAD:
         raise HandshakeError(431, "Request head too large.")
+    line, _, rest = head.decode("latin-1").partition("\r\n")
     try:
-        text = head.decode("latin-1")
-        line, *lines = text.split("\r\n")
         method, target, version = line.split(" ")
     except ValueError:
         raise HandshakeError(400, "Malformed request line.") from None
     if not version.startswith("HTTP/1."):
         raise HandshakeError(400, "Not an HTTP/1.x request.")
     headers: dict[str, str] = {}
-    for raw in lines:
-        if not raw:
-            continue
+    for raw in rest.split("\r\n") if rest else ():
         name, sep, value = raw.partition(":")
         if not sep:
+            if not raw:
+                continue
             raise HandshakeError(400, "Malformed header line.")
         headers[name.strip().lower()] = value.strip()
     path, _, query = target.partition("?")

@@ -106,7 +106,7 @@ class LeanSocket(asyncio.Protocol):
         # Past this many unsent bytes the transport calls pause_writing: the
         # client is a slow consumer.
         transport.set_write_buffer_limits(high=rt.config.server.send_buffer_limit)
-        self._enqueue(lambda: self._register(conn))
+        self._enqueue(self._register(conn))
         if rest:
             self.data_received(rest)
 
@@ -137,7 +137,7 @@ class LeanSocket(asyncio.Protocol):
             if opcode == rfc.TEXT:
                 if conn is not None and conn.state is ConnState.OPEN:
                     conn.stats.received(len(payload))
-                    self._enqueue(_message_job(self._rt, conn, payload))
+                    self._enqueue(dispatch(self._rt, conn, payload))
             elif opcode == rfc.BINARY:
                 if conn is not None:
                     conn.stats.received(len(payload))
@@ -209,7 +209,7 @@ class LeanSocket(asyncio.Protocol):
         if conn is None or self._left:
             return
         self._left = True
-        self._enqueue(_unregister_job(self._rt, conn))
+        self._enqueue(_unregister(self._rt, conn))
 
     async def _close_handshake(self, code: int, reason: str) -> None:
         """The Connection's closer: our close frame, then wait for the answer."""
@@ -252,16 +252,9 @@ class LeanSocket(asyncio.Protocol):
         """Nothing to resume: a paused connection is already closing."""
 
 
-def _message_job(rt: Runtime, conn: Connection, payload: bytes) -> Job:
-    return lambda: dispatch(rt, conn, payload)
-
-
-def _unregister_job(rt: Runtime, conn: Connection) -> Job:
-    async def job() -> None:
-        if conn.socket_id in rt.connections:  # registered (not refused, not lost first)
-            await unregister(rt, conn, None)
-
-    return job
+async def _unregister(rt: Runtime, conn: Connection) -> None:
+    if conn.socket_id in rt.connections:  # registered (not refused, not lost first)
+        await unregister(rt, conn, None)
 
 
 def _finish(transport: asyncio.Transport) -> None:
