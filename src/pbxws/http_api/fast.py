@@ -39,23 +39,24 @@ log = structlog.get_logger(__name__)
 _encode: Final = msgspec.json.Encoder().encode
 _EMPTY: Final = b"{}"
 _MAX_HEAD: Final = 16384
+_PUBLISH_KINDS: Final = frozenset(("events", "batch_events"))
 
 
 def publish_route(rt: Runtime, request: rfc.Request) -> tuple[str, str] | None:
     """``(app_id, "events" | "batch_events")`` for a publish this path serves."""
-    if (
-        request.method != "POST"
-        or "chunked" in request.headers.get("transfer-encoding", "").lower()
-    ):
+    if request.method != "POST":
         return None
-    prefix = rt.config.server.path_prefix
+    encoding = request.headers.get("transfer-encoding")
+    if encoding is not None and "chunked" in encoding.lower():
+        return None
+    root = rt.config.server.path_prefix + "/apps/"
     path = _unquote(request.path)
-    if not path.startswith(f"{prefix}/apps/"):
+    if not path.startswith(root):
         return None
-    parts = path[len(prefix) + 6 :].split("/")
-    if len(parts) != 2 or not parts[0] or parts[1] not in ("events", "batch_events"):
+    app_id, _, kind = path[len(root) :].partition("/")
+    if not app_id or kind not in _PUBLISH_KINDS:
         return None
-    return parts[0], parts[1]
+    return app_id, kind
 
 
 def _unquote(path: str) -> str:
@@ -63,14 +64,6 @@ def _unquote(path: str) -> str:
 
 
 def _response(status: int, body: bytes, headers: dict[str, str], close: bool) -> bytes:
-    if status == 200 and body == _EMPTY and not headers:
-        return _OK_CLOSE if close else _OK
-    return _build_response(status, body, headers, close)
-
-
-def _build_response(
-    status: int, body: bytes, headers: dict[str, str], close: bool
-) -> bytes:
     lines = [
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
         "Content-Type: application/json; charset=utf-8",
@@ -83,8 +76,8 @@ def _build_response(
 
 
 # The answer to nearly every publish, built once.
-_OK: Final = _build_response(200, _EMPTY, {}, close=False)
-_OK_CLOSE: Final = _build_response(200, _EMPTY, {}, close=True)
+_OK: Final = _response(200, _EMPTY, {}, close=False)
+_OK_CLOSE: Final = _response(200, _EMPTY, {}, close=True)
 
 
 class FastApi(asyncio.Protocol):
@@ -215,11 +208,15 @@ class FastApi(asyncio.Protocol):
         stats = rt.metrics.app(app_id)
         if app_id in rt.apps.by_id:
             stats.http_call(len(body), len(payload))
-        if status >= 400:
-            stats.rejected("http", status)
         transport = self._transport
+        if status == 200 and payload is _EMPTY:  # nearly every publish
+            response = _OK_CLOSE if close else _OK
+        else:
+            if status >= 400:
+                stats.rejected("http", status)
+            response = _response(status, payload, headers, close)
         if not transport.is_closing():
-            transport.write(_response(status, payload, headers, close))
+            transport.write(response)
             if close:
                 transport.close()
 
