@@ -82,7 +82,10 @@ FULL = {
     "step_seconds": 4.0,
     "churn_seconds": 5.0,
     "refine": 1,
-    "publisher_conns": 8,
+    # Requests in flight at once (one per connection). 8 were too few: at
+    # 12,000-16,000 ev/s a lane's round trip, stretched by four processes
+    # sharing two CPUs, made the publisher fall behind while pbxws idled at 70%.
+    "publisher_conns": 32,
 }
 QUICK = {
     **FULL,
@@ -1046,6 +1049,11 @@ def main() -> int:
     p.add_argument(
         "--idle-sizes", help="comma-separated connection counts (default 5000,10000)"
     )
+    p.add_argument(
+        "--publisher-conns",
+        type=int,
+        help="publisher connections, one request in flight on each (default 8)",
+    )
     p.add_argument("--fanout-rates", help="comma-separated ladder, events/s")
     p.add_argument("--pbx-rates", help="comma-separated ladder, events/s")
     p.add_argument("--results", default=str(BENCH / "results"), help="output folder")
@@ -1053,7 +1061,7 @@ def main() -> int:
     args = p.parse_args()
 
     cfg = dict(SMOKE if args.smoke else QUICK if args.quick else FULL)
-    for key in ("rounds", "workers", "step_seconds", "fanout_subs"):
+    for key in ("rounds", "workers", "step_seconds", "fanout_subs", "publisher_conns"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     for key in ("idle_sizes", "fanout_rates", "pbx_rates"):
