@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import servers
 from servers import (
     BENCH,
     ROOT,
@@ -1010,13 +1011,23 @@ def environment() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    server_python = servers.PBXWS_BIN.parent / "python"
     return {
         "python": platform.python_version(),
+        # The interpreter pbxws runs on (its venv's), and its build options.
+        "pbxws_python": out(
+            [
+                str(server_python),
+                "-c",
+                "import sys, sysconfig; print(sys.executable, sys.version.split()[0],"
+                " sysconfig.get_config_var('CONFIG_ARGS'))",
+            ]
+        ),
         "node": out(["node", "--version"]),
         "cpus": os.cpu_count(),
         "cpu_model": model,
         "kernel": platform.release(),
-        "pbxws": out([str(ROOT / ".venv/bin/pbxws"), "--version"]),
+        "pbxws": out([str(servers.PBXWS_BIN), "--version"]),
         "pbxws_git": out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
         "pbxws_dirty": bool(
             out(["git", "-C", str(ROOT), "status", "--porcelain", "src"])
@@ -1056,6 +1067,11 @@ def main() -> int:
     )
     p.add_argument("--fanout-rates", help="comma-separated ladder, events/s")
     p.add_argument("--pbx-rates", help="comma-separated ladder, events/s")
+    p.add_argument(
+        "--pbxws-bin",
+        help="the pbxws executable to measure (default .venv/bin/pbxws), e.g. one "
+        "installed in a venv of another Python build",
+    )
     p.add_argument("--results", default=str(BENCH / "results"), help="output folder")
     p.add_argument("--no-plot", action="store_true")
     args = p.parse_args()
@@ -1067,6 +1083,8 @@ def main() -> int:
     for key in ("idle_sizes", "fanout_rates", "pbx_rates"):
         if getattr(args, key) is not None:
             cfg[key] = [int(x) for x in getattr(args, key).split(",")]
+    if args.pbxws_bin:
+        servers.PBXWS_BIN = Path(args.pbxws_bin).absolute()
     args.only = args.only.split(",") if args.only else list(SCENARIOS)
     bad = set(args.only) - set(SCENARIOS)
     if bad:
