@@ -9,8 +9,9 @@ waiting for anything. So, when the adapter allows it (``inline``), a job that
 arrives while the connection is idle is started at once, in the caller (the
 protocol's ``data_received``); only if it suspends does a task take over,
 continuing that same coroutine, and the jobs that arrive meanwhile queue
-behind it. This is what Python 3.12's eager tasks do, without their global
-switch.
+behind it. A job submitted by the running one (a handler that closes its
+connection queues the unregistration) also waits for it to finish. This is
+what Python 3.12's eager tasks do, without their global switch.
 
 Not inline for the Redis adapter: redis-py enters ``asyncio.timeout`` before
 its first suspension, which on Python 3.11 needs a current task.
@@ -42,7 +43,7 @@ class Owner(Protocol):
 class Inbox:
     """Runs one connection's jobs in order (see the module's docstring)."""
 
-    __slots__ = ("_inline", "_jobs", "_owner", "_task")
+    __slots__ = ("_inline", "_jobs", "_owner", "_running", "_task")
 
     def __init__(self, owner: Owner, *, inline: bool) -> None:
         self._owner = owner
@@ -51,11 +52,13 @@ class Inbox:
         self._jobs: collections.deque[Job] | None = None
         # Drains the queue while a job waits; None when idle.
         self._task: asyncio.Task[None] | None = None
+        # Whether a job is running inline, in submit() (then new jobs queue).
+        self._running = False
 
     @property
     def busy(self) -> bool:
         """Whether a job is in progress (then new jobs queue)."""
-        return self._task is not None
+        return self._task is not None or self._running
 
     def __len__(self) -> int:
         return len(self._jobs) if self._jobs is not None else 0
@@ -68,21 +71,32 @@ class Inbox:
 
     def submit(self, job: Job) -> None:
         """Run ``job`` now if idle, else after the jobs before it."""
-        if self._task is not None:
-            self._queue().append(job)
+        if self._task is not None or self._running:
+            self._queue().append(job)  # a job running inline may submit one
             return
         if not self._inline:
             self._queue().append(job)
             self._start_task(None)
             return
+        self._running = True
         try:
-            waiting = job.send(None)
-        except StopIteration:
-            return
-        except Exception as exc:
-            self._owner.job_failed(exc)
-            return
-        self._start_task(_Resume(job, waiting))
+            while True:
+                try:
+                    waiting = job.send(None)
+                except StopIteration:
+                    pass
+                except Exception as exc:
+                    self.clear()
+                    self._owner.job_failed(exc)
+                    return
+                else:
+                    self._start_task(_Resume(job, waiting))
+                    return
+                if not self._jobs:
+                    return
+                job = self._jobs.popleft()  # submitted while the last one ran
+        finally:
+            self._running = False
 
     def _start_task(self, started: _Resume | None) -> None:
         task = self._task = asyncio.get_running_loop().create_task(self._drain(started))

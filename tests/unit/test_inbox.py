@@ -143,3 +143,32 @@ async def test_not_inline_every_job_runs_in_a_task_in_order() -> None:
     while inbox.busy:
         await asyncio.sleep(0)
     assert log == ["task=True", "b"]
+
+
+async def test_a_job_submitted_by_a_running_inline_job_runs_after_it() -> None:
+    """E.g. a message handler that closes the connection queues the unregistration."""
+    log: list[str] = []
+    inbox = Inbox(Owner(), inline=True)
+
+    async def outer() -> None:
+        log.append("outer-start")
+        inbox.submit(record(log, "inner"))
+        log.append("outer-end")
+
+    inbox.submit(outer())
+    assert log == ["outer-start", "outer-end", "inner"]
+    assert not inbox.busy
+
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def outer_waits() -> None:
+        inbox.submit(record(log, "inner-2"))
+        await gate
+        log.append("outer-2-end")
+
+    inbox.submit(outer_waits())
+    assert log[-1] == "inner"  # inner-2 waits for its elder
+    gate.set_result(None)
+    while inbox.busy:
+        await asyncio.sleep(0)
+    assert log[-2:] == ["outer-2-end", "inner-2"]
