@@ -7,7 +7,7 @@ import json
 
 from tests.conftest import timeout
 
-from .conftest import APP_ID, NodeFactory, WsFactory, signed_query
+from .conftest import APP_ID, NodeFactory, WsClient, WsFactory, signed_query
 
 
 def signed_request(
@@ -36,12 +36,20 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
-async def test_keep_alive_and_pipelining(node: NodeFactory, ws: WsFactory) -> None:
-    """Many publishes on one connection, some pipelined in one write, answer in order."""
+async def subscriber_and_api_connection(
+    node: NodeFactory, ws: WsFactory
+) -> tuple[WsClient, asyncio.StreamReader, asyncio.StreamWriter]:
+    """A node, a WebSocket client subscribed to ``c``, a raw HTTP connection."""
     server = await node()
     client = await ws(server)
     await client.subscribe("c")
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    return client, reader, writer
+
+
+async def test_keep_alive_and_pipelining(node: NodeFactory, ws: WsFactory) -> None:
+    """Many publishes on one connection, some pipelined in one write, answer in order."""
+    client, reader, writer = await subscriber_and_api_connection(node, ws)
     path = f"/apps/{APP_ID}/events"
     writer.write(signed_request(path, event("c", "1")))
     assert await read_response(reader) == (200, b"{}")
@@ -100,10 +108,7 @@ async def test_expect_continue_and_connection_close(
     node: NodeFactory, ws: WsFactory
 ) -> None:
     """Expect: 100-continue gets a 100 first; Connection: close closes after the answer."""
-    server = await node()
-    client = await ws(server)
-    await client.subscribe("c")
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    client, reader, writer = await subscriber_and_api_connection(node, ws)
     request = signed_request(
         f"/apps/{APP_ID}/events",
         event("c", "late"),
@@ -126,10 +131,7 @@ async def test_requests_cut_anywhere_and_a_handoff_in_the_same_read(
     node: NodeFactory, ws: WsFactory
 ) -> None:
     """A publish arriving in pieces, then a publish and a GET in one write."""
-    server = await node()
-    client = await ws(server)
-    await client.subscribe("c")
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    client, reader, writer = await subscriber_and_api_connection(node, ws)
     path = f"/apps/{APP_ID}/events"
     request = signed_request(path, event("c", "pieces"))
     cuts = [
