@@ -136,11 +136,6 @@ class AppChannels:
             return True
         return False
 
-    def is_subscribed(self, name: str, conn: Subscriber) -> bool:
-        """Whether ``conn`` is subscribed to ``name``."""
-        channel = self.channels.get(name)
-        return channel is not None and conn in channel.subscribers
-
     # --- presence ---------------------------------------------------------------
 
     def join(

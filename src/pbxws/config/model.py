@@ -42,6 +42,7 @@ __all__ = [
     "WebhookEventType",
     "WebhookFilter",
     "default_apps",
+    "mask_headers",
     "normalize_path_prefix",
 ]
 
@@ -70,6 +71,11 @@ WebhookEventType = Literal[
 SECRET_HEADER = re.compile(r"authorization|token|secret|passw|api[-_]?key|cookie", re.I)
 
 
+def mask_headers(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` with the values of credential headers replaced by ``MASK``."""
+    return {h: MASK if SECRET_HEADER.search(h) else v for h, v in headers.items()}
+
+
 def _masked_repr(struct: msgspec.Struct, secret: str = "") -> str:
     """``repr(struct)`` with the ``secret`` field and credential headers masked."""
     parts = []
@@ -78,9 +84,7 @@ def _masked_repr(struct: msgspec.Struct, secret: str = "") -> str:
         if name == secret and value:
             value = MASK
         elif name == "headers":
-            value = {
-                h: MASK if SECRET_HEADER.search(h) else v for h, v in value.items()
-            }
+            value = mask_headers(value)
         parts.append(f"{name}={value!r}")
     return f"{type(struct).__name__}({', '.join(parts)})"
 

@@ -24,16 +24,12 @@ from typing import Any
 
 import msgspec
 
-from .model import MASK, SECRET_HEADER, Config
+from .model import MASK, Config, mask_headers
 
 __all__ = ["SECRET_FIELDS", "redacted", "render_toml"]
 
 # Field names whose values are secrets, in any table.
 SECRET_FIELDS = frozenset({"secret", "password", "passphrase"})
-
-_SECRET_HEADER = re.compile(
-    r"authorization|token|secret|passw|api[-_]?key|cookie", re.I
-)
 
 
 def _mask(value: Any) -> Any:
@@ -47,10 +43,7 @@ def _redact(node: Any) -> Any:
             if name in SECRET_FIELDS and isinstance(value, str):
                 out[name] = _mask(value)
             elif name == "headers" and isinstance(value, dict):
-                out[name] = {
-                    h: _mask(v) if SECRET_HEADER.search(h) else v
-                    for h, v in value.items()
-                }
+                out[name] = mask_headers(value)
             else:
                 out[name] = _redact(value)
         return out

@@ -146,8 +146,7 @@ async def channel_attributes(
 async def events(rt: Runtime, app: App, body: bytes, started: float) -> dict[str, Any]:
     """``POST /apps/{id}/events``: decode, count, publish; the answer's body."""
     trigger = decode_trigger(body, app.limits)
-    if app.max_backend_events_per_sec >= 0:  # no coroutine for no quota
-        await consume(rt, app, BACKEND_EVENTS, len(trigger.channels))
+    await consume(rt, app, BACKEND_EVENTS, len(trigger.channels))
     await publish(rt, app, trigger, started)
     if not trigger.info:
         return {}
