@@ -26,9 +26,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.webhook_receiver import ReceiverFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = ROOT / "tests" / "interop" / "node"
@@ -809,28 +812,41 @@ class NodeDriver(JsonLinesProcess):
         )
 
 
-@pytest.fixture
-async def node_driver(request: pytest.FixtureRequest) -> AsyncIterator[NodeDriver]:
-    """A running ``driver.mjs`` (official pusher-js, Laravel Echo and Node SDK)."""
+async def start_node_script(
+    folder: Path,
+    script: str,
+    package: str,
+    tests: str,
+    env: Mapping[str, str] | None = None,
+) -> asyncio.subprocess.Process:
+    """Start ``node folder/script`` with pipes; fail with an install hint if
+    node or the folder's npm ``package`` is missing (the ``tests`` need them)."""
     node = shutil.which("node")
     if node is None:
         pytest.fail(
-            "node is required for the interop tests: apt-get install nodejs npm",
+            f"node is required for the {tests} tests: apt-get install nodejs npm",
             pytrace=False,
         )
-    if not (NODE_DIR / "node_modules" / "pusher-js").is_dir():
+    if not (folder / "node_modules" / package).is_dir():
         pytest.fail(
-            f"{NODE_DIR}/node_modules is missing: run scripts/setup", pytrace=False
+            f"{folder}/node_modules is missing: run scripts/setup", pytrace=False
         )
-    proc = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         node,
-        str(NODE_DIR / "driver.mjs"),
+        str(folder / script),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        cwd=NODE_DIR,
+        cwd=folder,
+        env=None if env is None else {**os.environ, **env},
         limit=2**22,
     )
+
+
+@pytest.fixture
+async def node_driver(request: pytest.FixtureRequest) -> AsyncIterator[NodeDriver]:
+    """A running ``driver.mjs`` (official pusher-js, Laravel Echo and Node SDK)."""
+    proc = await start_node_script(NODE_DIR, "driver.mjs", "pusher-js", "interop")
     driver = NodeDriver(proc)
     try:
         await driver.ready()
@@ -841,3 +857,12 @@ async def node_driver(request: pytest.FixtureRequest) -> AsyncIterator[NodeDrive
             print(
                 f"\n----- node driver pid {driver.pid} -----\n{driver.diagnostics(200)}"
             )
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[ReceiverFactory]:
+    """Factory of SDK-verifying webhook receivers (``tests/webhook_receiver``)."""
+    from tests.webhook_receiver import receivers  # it imports this module
+
+    async with receivers() as start:
+        yield start

@@ -281,7 +281,7 @@ async def test_presence_survives_redis_restart(
             "GET", f"/apps/{APP_ID}/channels/presence-p/users"
         )
         assert status == 200, answer
-        return sorted(u["id"] for u in answer.get("users", [])) if status == 200 else []
+        return sorted(u["id"] for u in answer["users"])
 
     async with asyncio.timeout(timeout(2)):
         while await users() != ["ua", "ub"] or not all(

@@ -29,6 +29,14 @@ def node_env(redis: RedisServer, **extra: str) -> dict[str, str]:
     }
 
 
+# Lease settings that make a dead node's cleanup take about a second.
+FAST_LEASE = {"node_ttl": 1.0, "heartbeat_interval": 0.2}
+FAST_LEASE_ENV = {
+    "PBXWS_ADAPTER_NODE_TTL": "1.0",
+    "PBXWS_ADAPTER_HEARTBEAT_INTERVAL": "0.2",
+}
+
+
 class _Port:
     """What the ws fixture needs of a node: its port."""
 
@@ -87,16 +95,8 @@ async def test_stalled_node_rejoins_cleanly(
     """A node stalled past its lease is cleaned up, then re-asserts its live sockets."""
     from pbxws.config import AdapterConfig
 
-    survivor = await cluster_node(
-        adapter=AdapterConfig(driver="redis", node_ttl=1.0, heartbeat_interval=0.2)
-    )
-    stalled = await pbxws_process(
-        env=node_env(
-            redis_server,
-            PBXWS_ADAPTER_NODE_TTL="1.0",
-            PBXWS_ADAPTER_HEARTBEAT_INTERVAL="0.2",
-        )
-    )
+    survivor = await cluster_node(adapter=AdapterConfig(driver="redis", **FAST_LEASE))
+    stalled = await pbxws_process(env=node_env(redis_server, **FAST_LEASE_ENV))
     observer = await ws(survivor)
     await join(observer, "presence-x", "obs")
     sleeper = await ws(_Port(stalled.port))  # type: ignore[arg-type]

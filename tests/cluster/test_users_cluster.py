@@ -17,7 +17,7 @@ from tests.integration.test_users import next_watch, signin
 
 from .conftest import ClusterFactory
 from .test_cluster import quiet
-from .test_node_failure import _Port, node_env
+from .test_node_failure import FAST_LEASE, FAST_LEASE_ENV, _Port, node_env
 
 StartProcess = Callable[..., Awaitable[Any]]
 
@@ -70,16 +70,8 @@ async def test_dead_nodes_users_go_offline(
     ws: WsFactory,
 ) -> None:
     """SIGKILL the node a user is signed in on: survivors' watchers see it offline."""
-    survivor = await cluster_node(
-        adapter=AdapterConfig(driver="redis", node_ttl=1.0, heartbeat_interval=0.2)
-    )
-    victim = await pbxws_process(
-        env=node_env(
-            redis_server,
-            PBXWS_ADAPTER_NODE_TTL="1.0",
-            PBXWS_ADAPTER_HEARTBEAT_INTERVAL="0.2",
-        )
-    )
+    survivor = await cluster_node(adapter=AdapterConfig(driver="redis", **FAST_LEASE))
+    victim = await pbxws_process(env=node_env(redis_server, **FAST_LEASE_ENV))
     watcher = await ws(survivor)
     await signin(watcher, "w", watchlist=["ghost"])
     assert await next_watch(watcher) == {"offline": ["ghost"]}

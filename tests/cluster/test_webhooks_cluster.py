@@ -6,14 +6,12 @@ official Python SDK (``tests/webhook_receiver``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
 import pytest
 
 from pbxws.config import AdapterConfig, WebhookConfig, WebhookDeliveryConfig
@@ -27,35 +25,29 @@ from tests.integration.conftest import (
     WsFactory,
     channel_auth,
     default_app,
-    make_config,
 )
+from tests.integration.test_webhooks import FAST
 from tests.integration.test_ws_channels import join
-from tests.webhook_receiver import ReceiverFactory, receivers
+from tests.webhook_receiver import ReceiverFactory
 
-from .test_node_failure import StartProcess, _Port, node_env
+from .conftest import ClusterFactory
+from .test_node_failure import (
+    FAST_LEASE,
+    FAST_LEASE_ENV,
+    StartProcess,
+    _Port,
+    node_env,
+)
 
 EVENTS = ["channel_occupied", "channel_vacated", "member_added", "member_removed"]
-DELIVERY = {
-    "removal_delay": 0.3,
-    "retry_initial_delay": 0.1,
-    "retry_max_delay": 0.5,
-    "request_timeout": 2.0,
-}
+DELIVERY = {**FAST, "retry_max_delay": 0.5}
 
 HookedNode = Callable[..., Awaitable[Server]]
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[ReceiverFactory]:
-    """Factory of SDK-verifying webhook receivers (``tests/webhook_receiver``)."""
-    async with receivers() as start:
-        yield start
-
-
-@pytest.fixture
-async def hooked_node(redis_server: RedisServer) -> AsyncIterator[HookedNode]:
+def hooked_node(cluster_node: ClusterFactory) -> HookedNode:
     """Factory: ``await hooked_node(url, events)`` -> a cluster node with that webhook."""
-    servers: list[Server] = []
 
     async def start(
         url: str | list[str], events: list[str] = EVENTS, **delivery: Any
@@ -65,23 +57,14 @@ async def hooked_node(redis_server: RedisServer) -> AsyncIterator[HookedNode]:
             enable_client_messages=True,
             webhooks=[WebhookConfig(url=u, event_types=events) for u in urls],  # type: ignore[arg-type]
         )
-        config = make_config(
-            redis_port=redis_server.port,
-            adapter=AdapterConfig(driver="redis", node_ttl=1.0, heartbeat_interval=0.2),
+        return await cluster_node(
+            adapter=AdapterConfig(driver="redis", **FAST_LEASE),
             apps=[app],
             shutdown_grace_period=0.5,
+            webhooks=WebhookDeliveryConfig(**{**DELIVERY, **delivery}),
         )
-        config = msgspec.structs.replace(
-            config, webhooks=WebhookDeliveryConfig(**{**DELIVERY, **delivery})
-        )
-        server = Server(config)
-        await asyncio.wait_for(server.start(), timeout())
-        servers.append(server)
-        return server
 
-    yield start
-    for server in reversed(servers):
-        await asyncio.wait_for(server.stop(), timeout(2))
+    return start
 
 
 async def unsubscribe(client: WsClient, channel: str) -> None:
@@ -169,8 +152,7 @@ async def test_killed_node_loses_no_pending_delivery(
             redis_server,
             SOKETI_DEFAULT_APP_WEBHOOKS=json.dumps(hooks),
             SOKETI_DEFAULT_APP_ENABLE_CLIENT_MESSAGES="true",
-            PBXWS_ADAPTER_NODE_TTL="1.0",
-            PBXWS_ADAPTER_HEARTBEAT_INTERVAL="0.2",
+            **FAST_LEASE_ENV,
             **{f"PBXWS_WEBHOOKS_{k.upper()}": str(v) for k, v in DELIVERY.items()},
         )
     )

@@ -31,6 +31,7 @@ from tests.conftest import (
     ProcessOutput,
     _failed,
     _tail,
+    start_node_script,
     timeout,
 )
 
@@ -114,25 +115,12 @@ class Browser(JsonLinesProcess):
 async def browser(request: pytest.FixtureRequest) -> AsyncIterator[Browser]:
     """Headless Debian chromium under playwright-core (fails with an install hint)."""
     executable = chromium_path()
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail(
-            "node is required for the browser tests: apt-get install nodejs npm",
-            pytrace=False,
-        )
-    if not (E2E_DIR / "node_modules" / "playwright-core").is_dir():
-        pytest.fail(
-            f"{E2E_DIR}/node_modules is missing: run scripts/setup", pytrace=False
-        )
-    proc = await asyncio.create_subprocess_exec(
-        node,
-        str(E2E_DIR / "browser.mjs"),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=E2E_DIR,
-        env={**os.environ, "PBXWS_CHROMIUM": executable},
-        limit=2**22,
+    proc = await start_node_script(
+        E2E_DIR,
+        "browser.mjs",
+        "playwright-core",
+        "browser",
+        env={"PBXWS_CHROMIUM": executable},
     )
     driver = Browser(proc)
     try:

@@ -27,6 +27,7 @@ from pbxws.config import (
     MetricsConfig,
     RedisConfig,
     ServerConfig,
+    WebhookDeliveryConfig,
 )
 from pbxws.server import Server
 from tests.conftest import timeout
@@ -47,6 +48,7 @@ def make_config(
     limits: LimitsConfig | None = None,
     redis_port: int | None = None,
     adapter: AdapterConfig | None = None,
+    webhooks: WebhookDeliveryConfig | None = None,
     **server: Any,
 ) -> Config:
     """A config on free loopback ports with ``server`` fields overridden.
@@ -65,6 +67,7 @@ def make_config(
         adapter=adapter,
         redis=RedisConfig(host="127.0.0.1", port=redis_port or 6379),
         apps=apps if apps is not None else [default_app()],
+        webhooks=webhooks or WebhookDeliveryConfig(),
     )
 
 

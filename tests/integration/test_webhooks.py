@@ -11,11 +11,10 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-import msgspec
 import pytest
 from structlog.testing import capture_logs
 
@@ -29,7 +28,7 @@ from pbxws.config import (
     WebhookFilter,
 )
 from pbxws.server import Server
-from tests.webhook_receiver import ReceiverFactory, receivers
+from tests.webhook_receiver import ReceiverFactory
 
 from .conftest import (
     APP_ID,
@@ -65,13 +64,6 @@ FAST = {
 HookedNode = Callable[..., Awaitable[Server]]
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[ReceiverFactory]:
-    """Factory of SDK-verifying webhook receivers (``tests/webhook_receiver``)."""
-    async with receivers() as start:
-        yield start
-
-
 def hook(url: str, *events: str, **fields: Any) -> WebhookConfig:
     """A webhook of ``url`` for ``events`` (all of them by default)."""
     return WebhookConfig(url=url, event_types=list(events or ALL), **fields)
@@ -93,11 +85,14 @@ def hooked(
     ) -> Server:
         apps = [default_app(enable_client_messages=True, webhooks=hooks, **(app or {}))]
         # Receivers stop before the node: a short grace for what is left.
-        config = make_config(
-            redis_port=redis_port, apps=apps, shutdown_grace_period=0.5
+        return await node(
+            make_config(
+                redis_port=redis_port,
+                apps=apps,
+                shutdown_grace_period=0.5,
+                webhooks=WebhookDeliveryConfig(**{**FAST, **delivery}),
+            )
         )
-        settings = WebhookDeliveryConfig(**{**FAST, **delivery})
-        return await node(msgspec.structs.replace(config, webhooks=settings))
 
     return start
 

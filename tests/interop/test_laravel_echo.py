@@ -7,6 +7,7 @@ from the Python SDK the way Laravel's broadcaster sends them (``App\\Events\\...
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 ANN = {"id": 1, "name": "Ann"}
 BOB = {"id": 2, "name": "Bob"}
@@ -41,24 +42,38 @@ async def test_echo_listen_on_public_channel(driver, server, python_sdk) -> None
     assert got["data"] == {"raw": True}
 
 
+async def echo_receives(
+    driver: Any,
+    sdk: Any,
+    *,
+    kind: str,
+    name: str,
+    channel: str,
+    event: str,
+    data: dict[str, Any],
+) -> None:
+    """Client "a" listens to ``event`` on an Echo channel; the SDK's trigger arrives."""
+    await driver.send(
+        "echo_channel", client="a", kind=kind, name=name, listen=[f".{event}"]
+    )
+    await driver.expect(client="a", type="echo_subscribed", channel=channel)
+    await asyncio.to_thread(sdk.trigger, channel, event, data)
+    got = await driver.expect(client="a", type="echo_event", event=f".{event}")
+    assert got["data"] == data
+
+
 async def test_echo_private_channel_with_dots(driver, server, python_sdk) -> None:
     """Echo.private('App.Models.User.1') authorizes and receives events."""
     await echo_client(driver, server, "a", ANN)
-    await driver.send(
-        "echo_channel",
-        client="a",
+    await echo_receives(
+        driver,
+        python_sdk(),
         kind="private",
         name="App.Models.User.1",
-        listen=[".updated"],
+        channel="private-App.Models.User.1",
+        event="updated",
+        data={"email": "a@b.c"},
     )
-    await driver.expect(
-        client="a", type="echo_subscribed", channel="private-App.Models.User.1"
-    )
-    await asyncio.to_thread(
-        python_sdk().trigger, "private-App.Models.User.1", "updated", {"email": "a@b.c"}
-    )
-    got = await driver.expect(client="a", type="echo_event", event=".updated")
-    assert got["data"] == {"email": "a@b.c"}
 
 
 async def test_echo_error_callback_on_rejected_signature(driver, server) -> None:
@@ -130,21 +145,15 @@ async def test_echo_presence_without_user_info(driver, server) -> None:
 async def test_echo_encrypted_private_channel(driver, server, python_sdk) -> None:
     """Echo.encryptedPrivate() decrypts an event encrypted by the Python SDK."""
     await echo_client(driver, server, "a", ANN)
-    await driver.send(
-        "echo_channel",
-        client="a",
+    await echo_receives(
+        driver,
+        python_sdk(),
         kind="encryptedPrivate",
         name="vault",
-        listen=[".opened"],
+        channel="private-encrypted-vault",
+        event="opened",
+        data={"code": "1234"},
     )
-    await driver.expect(
-        client="a", type="echo_subscribed", channel="private-encrypted-vault"
-    )
-    await asyncio.to_thread(
-        python_sdk().trigger, "private-encrypted-vault", "opened", {"code": "1234"}
-    )
-    got = await driver.expect(client="a", type="echo_event", event=".opened")
-    assert got["data"] == {"code": "1234"}
 
 
 async def test_echo_whisper_between_two_clients(driver, server) -> None:

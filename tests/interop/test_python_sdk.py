@@ -97,15 +97,17 @@ async def test_channel_info_public_subscription_count(
     assert empty["occupied"] is False
 
 
+# User 2 is on two sockets: one member, two subscriptions.
+TWO_USERS_ON_THREE_SOCKETS = (
+    ("a", "presence-room", "1"),
+    ("b", "presence-room", "2"),
+    ("c", "presence-room", "2"),
+)
+
+
 async def test_channel_info_presence_user_count(driver, server, python_sdk) -> None:
     """channel_info with info=user_count on a presence channel counts unique users."""
-    await occupy(
-        driver,
-        server,
-        ("a", "presence-room", "1"),
-        ("b", "presence-room", "2"),
-        ("c", "presence-room", "2"),
-    )
+    await occupy(driver, server, *TWO_USERS_ON_THREE_SOCKETS)
     got = await asyncio.to_thread(
         python_sdk().channel_info, "presence-room", ["user_count"]
     )
@@ -115,13 +117,7 @@ async def test_channel_info_presence_user_count(driver, server, python_sdk) -> N
 
 async def test_users_lists_unique_presence_members(driver, server, python_sdk) -> None:
     """users_info lists each presence user once, however many connections they have."""
-    await occupy(
-        driver,
-        server,
-        ("a", "presence-room", "1"),
-        ("b", "presence-room", "2"),
-        ("c", "presence-room", "2"),
-    )
+    await occupy(driver, server, *TWO_USERS_ON_THREE_SOCKETS)
     got = await asyncio.to_thread(python_sdk().users_info, "presence-room")
     assert sorted(u["id"] for u in got["users"]) == ["1", "2"]
 
