@@ -87,6 +87,10 @@ FULL = {
     # 12,000-16,000 ev/s a lane's round trip, stretched by four processes
     # sharing two CPUs, made the publisher fall behind while pbxws idled at 70%.
     "publisher_conns": 32,
+    # The per-event loops of the generator in C (fastgen.c) or in Python. The
+    # Python generator needed as much CPU per event as pbxws itself, on the same
+    # two CPUs: at the top of the PBX ladder the machine, not the server, was full.
+    "generator": "c",
 }
 QUICK = {
     **FULL,
@@ -188,17 +192,26 @@ class Child:
 class Gen:
     """The load generator of one run: subscriber workers and a publisher."""
 
-    def __init__(self, workers: list[Child], publisher: Child | None) -> None:
+    def __init__(
+        self, workers: list[Child], publisher: Child | None, engine: str
+    ) -> None:
         self.workers = workers
         self.publisher = publisher
+        # "c": per-event work in fastgen.c; "python": all in Python (churn always).
+        self.engine = engine
 
     @classmethod
-    async def start(cls, n_workers: int, publisher: bool) -> Gen:
+    async def start(cls, n_workers: int, publisher: bool, engine: str = "c") -> Gen:
         workers = await asyncio.gather(
             *(Child.start("subscribers.py") for _ in range(n_workers))
         )
         pub = await Child.start("publisher.py") if publisher else None
-        return cls(list(workers), pub)
+        return cls(list(workers), pub, engine)
+
+    async def publish(self, **cmd: Any) -> dict[str, Any]:
+        """One publish step (see publisher.py); answers when it is done."""
+        assert self.publisher is not None
+        return await self.publisher.call(cmd="publish", engine=self.engine, **cmd)
 
     def cpu(self) -> float:
         children = [*self.workers, *([self.publisher] if self.publisher else [])]
@@ -226,6 +239,7 @@ class Gen:
                     port=ports[i % len(ports)],
                     specs=s,
                     concurrency=concurrency,
+                    engine=self.engine,
                 )
                 for i, (w, s) in enumerate(zip(self.workers, shares, strict=True))
             )
@@ -290,7 +304,7 @@ def percentiles(hist: dict[int, int], max_us: int) -> dict[str, float]:
 
 
 async def scenario_idle(server: Running, cfg: dict[str, Any], n: int) -> dict[str, Any]:
-    gen = await Gen.start(cfg["workers"], publisher=False)
+    gen = await Gen.start(cfg["workers"], publisher=False, engine=cfg["generator"])
     try:
         await asyncio.sleep(1.0)
         rss0 = server.rss()
@@ -358,8 +372,7 @@ async def rate_step(
     assert gen.publisher is not None
     pcpu0 = gen.publisher.cpu()
     cpu0, gcpu0, t0, busy0 = server.cpu(), gen.cpu(), time.monotonic(), machine_busy()
-    pub = await gen.publisher.call(
-        cmd="publish",
+    pub = await gen.publish(
         host="127.0.0.1",
         port=server.port,
         channels=channels,
@@ -488,7 +501,7 @@ async def rate_search(
 
 
 async def scenario_fanout(server: Running, cfg: dict[str, Any]) -> dict[str, Any]:
-    gen = await Gen.start(cfg["workers"], publisher=True)
+    gen = await Gen.start(cfg["workers"], publisher=True, engine=cfg["generator"])
     try:
         n = cfg["fanout_subs"]
         conn = await gen.connect(server, [("fanout", None)] * n)
@@ -512,7 +525,7 @@ def presence_specs(
 
 
 async def scenario_pbx(server: Running, cfg: dict[str, Any]) -> dict[str, Any]:
-    gen = await Gen.start(cfg["workers"], publisher=True)
+    gen = await Gen.start(cfg["workers"], publisher=True, engine=cfg["generator"])
     try:
         n, size = cfg["pbx_clients"], cfg["pbx_size"]
         specs = presence_specs(n, size, "pbx")
@@ -534,7 +547,8 @@ async def scenario_pbx(server: Running, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 async def scenario_churn(server: Running, cfg: dict[str, Any]) -> dict[str, Any]:
-    gen = await Gen.start(cfg["workers"], publisher=False)
+    # Churn's per-operation work (unsubscribe+subscribe, parse the answer) is Python's.
+    gen = await Gen.start(cfg["workers"], publisher=False, engine="python")
     try:
         n, size = cfg["churn_clients"], cfg["churn_size"]
         conn = await gen.connect(server, presence_specs(n, size, "churn"))
@@ -570,7 +584,7 @@ async def scenario_churn(server: Running, cfg: dict[str, Any]) -> dict[str, Any]
         await gen.stop()
 
 
-async def cluster_check(results_dir: Path) -> str | None:
+async def cluster_check(results_dir: Path, engine: str) -> str | None:
     """None when two pbxws nodes fan out across Redis, else why not (tried)."""
     try:
         group = await start_group(
@@ -582,15 +596,14 @@ async def cluster_check(results_dir: Path) -> str | None:
             lines[0].strip() if lines else str(exc).splitlines()[0]
         )
     try:
-        gen = await Gen.start(2, publisher=True)
+        gen = await Gen.start(2, publisher=True, engine=engine)
         try:
             conn = await gen.connect(group, [("cluster-check", None)] * 4)
             if conn["connected"] != 4:
                 return f"needs the redis adapter: subscribing failed: {conn['errors']}"
             await gen.all(cmd="reset")
             assert gen.publisher is not None
-            await gen.publisher.call(
-                cmd="publish",
+            await gen.publish(
                 host="127.0.0.1",
                 port=group.port,
                 channels=["cluster-check"],
@@ -650,7 +663,7 @@ async def run_all(
     data: dict[str, Any] = {"scenarios": {}, "skipped": {}}
     todo = units(cfg, only)
     if "cluster" in only:
-        why = await cluster_check(results_dir)
+        why = await cluster_check(results_dir, cfg["generator"])
         if why is None:
             todo.append(("cluster", scenario_cluster))
         else:
@@ -1063,7 +1076,13 @@ def main() -> int:
     p.add_argument(
         "--publisher-conns",
         type=int,
-        help="publisher connections, one request in flight on each (default 8)",
+        help="publisher connections, one request in flight on each (default 32)",
+    )
+    p.add_argument(
+        "--generator",
+        choices=["c", "python"],
+        help="per-event loops of the load generator: compiled fastgen.c "
+        "(default) or all Python",
     )
     p.add_argument("--fanout-rates", help="comma-separated ladder, events/s")
     p.add_argument("--pbx-rates", help="comma-separated ladder, events/s")
@@ -1077,7 +1096,14 @@ def main() -> int:
     args = p.parse_args()
 
     cfg = dict(SMOKE if args.smoke else QUICK if args.quick else FULL)
-    for key in ("rounds", "workers", "step_seconds", "fanout_subs", "publisher_conns"):
+    for key in (
+        "rounds",
+        "workers",
+        "step_seconds",
+        "fanout_subs",
+        "publisher_conns",
+        "generator",
+    ):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     for key in ("idle_sizes", "fanout_rates", "pbx_rates"):

@@ -50,10 +50,11 @@ async def main() -> None:
     p.add_argument("--seconds", type=float, default=8)
     p.add_argument("--native", action="store_true", help="include C frames (slower)")
     p.add_argument("--top", type=int, default=30)
+    p.add_argument("--generator", choices=["c", "python"], default="c")
     a = p.parse_args()
     results = BENCH / "results"
     server = await start_pbxws(results / "logs" / f"profile-{a.scenario}.log")
-    gen = await Gen.start(2, publisher=True)
+    gen = await Gen.start(2, publisher=True, engine=a.generator)
     try:
         if a.scenario == "fanout":
             specs: list[tuple[str, str | None]] = [("fanout", None)] * 1000
@@ -87,9 +88,7 @@ async def main() -> None:
             stderr=subprocess.PIPE,
         )
         await asyncio.sleep(0.5)
-        assert gen.publisher is not None
-        res = await gen.publisher.call(
-            cmd="publish",
+        res = await gen.publish(
             host="127.0.0.1",
             port=server.port,
             channels=channels,

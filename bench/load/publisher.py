@@ -6,6 +6,7 @@ its timestamp, so a server (or a publisher) that falls behind shows up as
 latency instead of silently lowering the offered rate. ``conns`` keep-alive
 connections carry the requests, one in flight each; a server that closes after
 a response (Soketi does) is reconnected, and the reconnects are counted.
+With ``"engine": "c"`` the same schedule runs in ``fastgen.c`` (``native.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ import re
 import sys
 from typing import Any
 
-from common import APP_ID, EVENT_NAME, now_us, reply, run, signed_events_target
+from common import (
+    APP_ID,
+    APP_KEY,
+    APP_SECRET,
+    EVENT_NAME,
+    now_us,
+    reply,
+    run,
+    signed_events_target,
+)
 
 _LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.I)
 _CLOSE = re.compile(rb"\r\nconnection:\s*close", re.I)
@@ -171,12 +181,24 @@ async def main() -> None:
     await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
     )
+    lib = None
     reply({"ready": True})
     while line := await reader.readline():
         c = json.loads(line)
         if c["cmd"] == "exit":
             break
-        reply(await publish(c))
+        if c.get("engine") == "c":  # the compiled loop (fastgen.c), same result
+            import native
+
+            lib = lib or native.load()
+            app_id = c.get("app_id", APP_ID)
+            reply(
+                await loop.run_in_executor(
+                    None, native.publish, lib, c, app_id, APP_KEY, APP_SECRET
+                )
+            )
+        else:
+            reply(await publish(c))
 
 
 if __name__ == "__main__":

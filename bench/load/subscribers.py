@@ -13,17 +13,24 @@ a timestamp, so the unmatched end of a chunk is kept and prefixed to the next.
 A WebSocket ping (byte 0x89) is answered with an unsolicited empty pong, which
 RFC 6455 allows; a false positive costs one tiny write. Client frames are
 masked with an all-zero key, so the payload needs no XOR.
+
+With ``"engine": "c"`` on ``connect``, a subscribed client's socket is handed
+(``dup``) to the C reader thread of ``fastgen.c``, which does the same fast path
+(timestamps, histogram, pongs, pusher:ping every 30 s) without Python per
+chunk; the uvloop transport stays open with reading paused. Churn stays here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import struct
 import sys
 from typing import Any
 
+import native
 from common import APP_KEY, TS_PATTERN, now_us, presence_auth, reply, run
 
 _PAT = re.compile(TS_PATTERN)
@@ -78,8 +85,12 @@ class Stats:
 class Client(asyncio.Protocol):
     """One Pusher client subscribed to one channel."""
 
-    def __init__(self, worker: Worker, channel: str, user_id: str | None) -> None:
+    def __init__(
+        self, worker: Worker, slot: int, channel: str, user_id: str | None
+    ) -> None:
         self.w = worker
+        self.slot = slot  # index in Worker.clients (and in the C reader's slots)
+        self.native = False  # reading done by the C reader thread
         self.channel = channel
         self.user_id = user_id
         self.mode = _HANDSHAKE
@@ -209,8 +220,30 @@ class Client(asyncio.Protocol):
         self.buf = b""
         if self.mode == _SETUP:
             self.buf = rest
+        elif self.mode == _FAST and self.w.readers is not None:
+            self._hand_over(rest)
         elif rest:
             self.data_received(rest)
+
+    def _hand_over(self, pending: bytes) -> None:
+        """Let the C reader thread read this socket from now on."""
+        transport = self.transport
+        assert transport is not None and self.w.readers is not None
+        transport.pause_reading()
+        fd = os.dup(transport.get_extra_info("socket").fileno())
+        self.w.readers.add(self.slot, fd, pending)
+        self.native = True
+
+    def is_open(self) -> bool:
+        if self.native and self.open:
+            return self.w.readers.is_open(self.slot)  # type: ignore[union-attr]
+        return self.open
+
+    def close(self) -> None:
+        if self.native:
+            self.w.readers.close(self.slot)  # type: ignore[union-attr]
+        if self.transport is not None:
+            self.transport.close()
 
     def _message(self, payload: bytes) -> None:
         msg = json.loads(payload)
@@ -261,12 +294,15 @@ class Worker:
         self.host = "127.0.0.1"
         self.port = 0
         self.handshake = b""
+        self.readers: native.Readers | None = None  # the C reader, engine "c"
 
-    async def _open(self, channel: str, user_id: str | None, limit: float) -> Client:
+    async def _open(
+        self, slot: int, channel: str, user_id: str | None, limit: float
+    ) -> Client:
         loop = asyncio.get_running_loop()
         _, client = await asyncio.wait_for(
             loop.create_connection(
-                lambda: Client(self, channel, user_id), self.host, self.port
+                lambda: Client(self, slot, channel, user_id), self.host, self.port
             ),
             limit,
         )
@@ -290,7 +326,10 @@ class Worker:
             async with sem:
                 channel, user_id = self.specs[i]
                 try:
-                    self.clients[i] = await self._open(channel, user_id, limit)
+                    old = self.clients[i]
+                    if old is not None:
+                        old.close()  # closed by the server: let go of our end
+                    self.clients[i] = await self._open(i, channel, user_id, limit)
                     ok += 1
                 except (OSError, TimeoutError, ConnectionError) as exc:
                     if len(errors) < 5:
@@ -316,6 +355,10 @@ class Worker:
             "Sec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
         self.specs = [(ch, uid) for ch, uid in c["specs"]]
+        if c.get("engine") == "c" and self.readers is None:
+            self.readers = native.Readers(
+                native.load(), len(self.specs), BUCKET_US, _PING_EVERY
+            )
         self.clients = [None] * len(self.specs)  # type: ignore[list-item]
         return await self._open_many(
             list(range(len(self.specs))),
@@ -325,7 +368,9 @@ class Worker:
 
     async def cmd_ensure(self, c: dict[str, Any]) -> dict[str, Any]:
         """Reopen clients the server closed (e.g. as slow consumers)."""
-        missing = [i for i, cl in enumerate(self.clients) if cl is None or not cl.open]
+        missing = [
+            i for i, cl in enumerate(self.clients) if cl is None or not cl.is_open()
+        ]
         if not missing:
             return {"connected": 0, "failed": 0, "elapsed": 0.0, "errors": []}
         return await self._open_many(missing, int(c.get("concurrency", 100)), 30.0)
@@ -334,11 +379,20 @@ class Worker:
         churning = self.stats.churning
         self.stats = Stats()
         self.stats.churning = churning
+        if self.readers is not None:
+            self.readers.reset()
         return {"ok": True}
 
     async def cmd_stats(self, c: dict[str, Any]) -> dict[str, Any]:
         out = self.stats.as_dict()
-        out["open"] = sum(1 for cl in self.clients if cl is not None and cl.open)
+        if self.readers is not None:
+            received, max_us, closed, hist = self.readers.stats()
+            out["received"] += received
+            out["max_us"] = max(out["max_us"], max_us)
+            out["closed"] += closed
+            for k, v in hist.items():
+                out["hist"][k] = out["hist"].get(k, 0) + v
+        out["open"] = sum(1 for cl in self.clients if cl is not None and cl.is_open())
         return out
 
     async def cmd_churn(self, c: dict[str, Any]) -> dict[str, Any]:
@@ -362,8 +416,8 @@ class Worker:
 
     async def cmd_close(self, c: dict[str, Any]) -> dict[str, Any]:
         for cl in self.clients:
-            if cl is not None and cl.open and cl.transport is not None:
-                cl.transport.close()
+            if cl is not None and cl.open:
+                cl.close()
         for _ in range(100):
             if not any(cl is not None and cl.open for cl in self.clients):
                 break
@@ -375,7 +429,12 @@ class Worker:
         while True:
             await asyncio.sleep(_PING_EVERY)
             for cl in self.clients:
-                if cl is not None and cl.open and cl.mode in (_FAST, _CHURN):
+                if (
+                    cl is not None
+                    and cl.open
+                    and not cl.native
+                    and cl.mode in (_FAST, _CHURN)
+                ):
                     cl.transport.write(_PING)  # type: ignore[union-attr]
 
 
