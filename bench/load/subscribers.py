@@ -241,6 +241,8 @@ class Client(asyncio.Protocol):
 
     def close(self) -> None:
         if self.native:
+            # The C reader counted a close by the server already; ours isn't one.
+            self.open = False
             self.w.readers.close(self.slot)  # type: ignore[union-attr]
         if self.transport is not None:
             self.transport.close()
