@@ -91,6 +91,8 @@ FULL = {
     # Python generator needed as much CPU per event as pbxws itself, on the same
     # two CPUs: at the top of the PBX ladder the machine, not the server, was full.
     "generator": "c",
+    # Ask for Connection: close on every request (a connection per event).
+    "publisher_close": False,
 }
 QUICK = {
     **FULL,
@@ -379,6 +381,7 @@ async def rate_step(
         rate=rate,
         duration=cfg["step_seconds"],
         conns=cfg["publisher_conns"],
+        close_each=cfg["publisher_close"],
     )
     expected = pub["ok"] * subs
     last, still = -1, 0.0
@@ -1079,6 +1082,13 @@ def main() -> int:
         help="publisher connections, one request in flight on each (default 32)",
     )
     p.add_argument(
+        "--publisher-close",
+        action="store_true",
+        default=None,
+        help="a new API connection per event (Connection: close), as PHP without "
+        "a queue worker publishes; Soketi closes after every answer anyway",
+    )
+    p.add_argument(
         "--generator",
         choices=["c", "python"],
         help="per-event loops of the load generator: compiled fastgen.c "
@@ -1103,6 +1113,7 @@ def main() -> int:
         "fanout_subs",
         "publisher_conns",
         "generator",
+        "publisher_close",
     ):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)

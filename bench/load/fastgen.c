@@ -247,7 +247,7 @@ static void lane_readable(pub_t *p, lane_t *l, int idx) {
 
 static char *build_request(const char *host, int port, const char *app_id, const char *key,
                            const char *secret, const char *channel, int64_t due,
-                           const char *padding, int *len_out) {
+                           const char *padding, int close_each, int *len_out) {
     size_t body_cap = strlen(channel) + strlen(padding) + 96;
     size_t cap = body_cap + strlen(app_id) + strlen(key) + strlen(host) + 512;
     char *req = malloc(cap), *body = malloc(body_cap);
@@ -270,8 +270,9 @@ static char *build_request(const char *host, int port, const char *app_id, const
     int n = snprintf(req, cap,
                      "POST /apps/%s/events?%s&auth_signature=%s HTTP/1.1\r\n"
                      "Host: %s:%d\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %d\r\n\r\n%s",
-                     app_id, query, sig, host, port, body_len, body);
+                     "Content-Length: %d\r\n%s\r\n%s",
+                     app_id, query, sig, host, port, body_len,
+                     close_each ? "Connection: close\r\n" : "", body);
     if (n < 0 || (size_t)n >= cap) goto fail;
     free(body);
     *len_out = n;
@@ -287,11 +288,14 @@ fail:
  * Event i is due at t0 + i/rate and carries its due time as data; a free lane
  * sends the next event once it is due, so a server that answers late shows up
  * as latency (and slip), not as a lower rate.
+ * With `close_each`, every request asks for `Connection: close` (a publisher that
+ * opens a connection per event, as PHP without a queue worker does).
  * Returns 0, or -1 when the address is unusable.
  */
 int pub_run(const char *host, int port, const char *app_id, const char *key, const char *secret,
             const char **channels, int n_channels, double rate, int64_t total,
-            const char *padding, int conns, int64_t *per_channel_ok, pub_result_t *out) {
+            const char *padding, int conns, int close_each, int64_t *per_channel_ok,
+            pub_result_t *out) {
     pub_t p = {.out = out, .per_channel_ok = per_channel_ok};
     memset(out, 0, sizeof *out);
     p.addr.sin_family = AF_INET;
@@ -315,7 +319,8 @@ int pub_run(const char *host, int port, const char *app_id, const char *key, con
             if (due > now) break; /* sent at its due time, never early */
             int ch = (int)(next % n_channels);
             int len = 0;
-            char *req = build_request(host, port, app_id, key, secret, channels[ch], due, padding, &len);
+            char *req = build_request(host, port, app_id, key, secret, channels[ch], due, padding,
+                                      close_each, &len);
             next++;
             if (req == NULL) {
                 out->statuses[0]++;

@@ -88,6 +88,7 @@ def load() -> Any:
         ctypes.c_int64,  # total
         ctypes.c_char_p,  # padding
         ctypes.c_int,  # connections
+        ctypes.c_int,  # a new connection per request (Connection: close)
         i64p,  # per-channel successes
         ctypes.POINTER(PubResult),
     ]
@@ -183,6 +184,7 @@ def publish(lib: Any, c: dict[str, Any], app_id: str, key: str, secret: str) -> 
         total,
         padding.encode(),
         lanes,
+        int(bool(c.get("close_each"))),
         per_channel,
         ctypes.byref(out),
     )

@@ -97,6 +97,8 @@ async def publish(c: dict[str, Any]) -> dict[str, Any]:
     total = max(1, round(rate * float(c["duration"])))
     padding = " " + "x" * int(c.get("padding", 0)) if c.get("padding") else ""
     host_header = f"Host: {host}:{port}\r\n"
+    # A new connection per request (PHP without a queue worker publishes so).
+    close_header = "Connection: close\r\n" if c.get("close_each") else ""
     statuses: dict[str, int] = {}
     counts = {"sent": 0, "ok": 0, "failed": 0, "connects": 0, "errors": 0}
     delivered_to: dict[str, int] = {}  # channel -> successful publishes
@@ -129,7 +131,7 @@ async def publish(c: dict[str, Any]) -> dict[str, Any]:
             raw = (
                 f"POST {target} HTTP/1.1\r\n"
                 f"{host_header}Content-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
+                f"Content-Length: {len(body)}\r\n{close_header}\r\n"
             ).encode() + body
             slip = now_us() - due
             if slip > slip_max:

@@ -141,7 +141,8 @@ class Api:
                 self.channels[event["channel"]] = (
                     self.channels.get(event["channel"], 0) + 1
                 )
-                close = self.close_after_answer
+                asked = headers.get("Connection", "").lower() == "close"
+                close = self.close_after_answer or asked
                 w.write(
                     f"HTTP/1.1 {self.status} X\r\nContent-Length: 2\r\n"
                     f"{'Connection: close' if close else 'X-A: b'}\r\n\r\n{{}}".encode()
@@ -155,7 +156,9 @@ class Api:
             w.close()
 
 
-async def publish(api: Api, rate: float, duration: float, conns: int) -> dict:
+async def publish(
+    api: Api, rate: float, duration: float, conns: int, close_each: bool = False
+) -> dict:
     server = await asyncio.start_server(api.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     lib = native.load()
@@ -167,6 +170,7 @@ async def publish(api: Api, rate: float, duration: float, conns: int) -> dict:
         "duration": duration,
         "padding": 5,
         "conns": conns,
+        "close_each": close_each,
     }
     try:
         return await asyncio.wait_for(
@@ -195,6 +199,14 @@ async def test_publisher_signs_and_counts(close_after_answer: bool) -> None:
         assert 1 <= res["connects"] <= 4
         assert api.connections == res["connects"] and res["reconnects"] == 0
     assert 0.45 < res["elapsed"] < 5
+
+
+async def test_publisher_can_ask_for_a_connection_per_request() -> None:
+    api = Api(close_after_answer=False)  # closes only when the request asks
+    res = await publish(api, rate=400, duration=0.25, conns=2, close_each=True)
+    assert api.bad == []
+    assert res["ok"] == 100 and res["failed"] == 0
+    assert res["connects"] == api.connections == 100
 
 
 async def test_publisher_counts_refusals() -> None:
