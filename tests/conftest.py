@@ -65,6 +65,14 @@ class App:
     secret: str = APP_SECRET
     master_key: str = MASTER_KEY_BASE64
 
+    def as_env(self) -> dict[str, str]:
+        """Return the credentials as Soketi's default-app environment variables."""
+        return {
+            "SOKETI_DEFAULT_APP_ID": self.id,
+            "SOKETI_DEFAULT_APP_KEY": self.key,
+            "SOKETI_DEFAULT_APP_SECRET": self.secret,
+        }
+
     def as_driver(self) -> dict[str, str]:
         """Return the credentials in the shape ``driver.mjs`` expects."""
         return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
@@ -90,11 +91,10 @@ async def test_no_event_lost_after_reconnecting_to_another_node(
     """After SIGTERM on A, clients come back on B; every event published after that arrives."""
     import pusher
 
+    app = dataclasses.replace(app, id="424242")  # the Python SDK wants a numeric id
     node_driver.app = app
     env = {
-        "SOKETI_DEFAULT_APP_ID": "424242",
-        "SOKETI_DEFAULT_APP_KEY": app.key,
-        "SOKETI_DEFAULT_APP_SECRET": app.secret,
+        **app.as_env(),
         "SOKETI_ADAPTER_DRIVER": "redis",
         "SOKETI_DB_REDIS_PORT": str(redis_server.port),
         "PBXWS_SERVER_DRAIN_WINDOW": "0.5",
@@ -108,7 +108,7 @@ async def test_no_event_lost_after_reconnecting_to_another_node(
         await node_driver.connect(name, proxy.port)
         await node_driver.subscribe(name, "calls")
     sdk = pusher.Pusher(
-        app_id="424242",
+        app_id=app.id,
         key=app.key,
         secret=app.secret,
         host="127.0.0.1",

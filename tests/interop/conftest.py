@@ -27,9 +27,7 @@ async def server(pbxws_process: Callable[..., Any], app: Any) -> Any:
     """A ``pbxws serve`` subprocess serving ``app``, with client events enabled."""
     return await pbxws_process(
         env={
-            "SOKETI_DEFAULT_APP_ID": app.id,
-            "SOKETI_DEFAULT_APP_KEY": app.key,
-            "SOKETI_DEFAULT_APP_SECRET": app.secret,
+            **app.as_env(),
             "SOKETI_DEFAULT_APP_ENABLE_CLIENT_MESSAGES": "true",
         }
     )

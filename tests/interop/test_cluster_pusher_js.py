@@ -17,9 +17,7 @@ async def _nodes(
     pbxws_process: Any, redis_server: RedisServer, app: Any, n: int
 ) -> list[Any]:
     env = {
-        "SOKETI_DEFAULT_APP_ID": app.id,
-        "SOKETI_DEFAULT_APP_KEY": app.key,
-        "SOKETI_DEFAULT_APP_SECRET": app.secret,
+        **app.as_env(),
         "SOKETI_ADAPTER_DRIVER": "redis",
         "SOKETI_DB_REDIS_PORT": str(redis_server.port),
     }

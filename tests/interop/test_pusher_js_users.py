@@ -84,9 +84,7 @@ async def strict_server(pbxws_process: Any, app: Any) -> Any:
     """A server whose app requires sign-in within 1 s and sends subscription counts."""
     return await pbxws_process(
         env={
-            "SOKETI_DEFAULT_APP_ID": app.id,
-            "SOKETI_DEFAULT_APP_KEY": app.key,
-            "SOKETI_DEFAULT_APP_SECRET": app.secret,
+            **app.as_env(),
             "SOKETI_DEFAULT_APP_USER_AUTHENTICATION": "true",
             "SOKETI_USER_AUTHENTICATION_TIMEOUT": "1000",
             "PBXWS_DEFAULT_APP_ENABLE_SUBSCRIPTION_COUNT": "true",
