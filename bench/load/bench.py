@@ -203,7 +203,7 @@ class Gen:
         self.engine = engine
 
     @classmethod
-    async def start(cls, n_workers: int, publisher: bool, engine: str = "c") -> Gen:
+    async def start(cls, n_workers: int, publisher: bool, engine: str) -> Gen:
         workers = await asyncio.gather(
             *(Child.start("subscribers.py") for _ in range(n_workers))
         )
@@ -605,7 +605,6 @@ async def cluster_check(results_dir: Path, engine: str) -> str | None:
             if conn["connected"] != 4:
                 return f"needs the redis adapter: subscribing failed: {conn['errors']}"
             await gen.all(cmd="reset")
-            assert gen.publisher is not None
             await gen.publish(
                 host="127.0.0.1",
                 port=group.port,

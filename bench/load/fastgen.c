@@ -421,14 +421,17 @@ typedef struct {
     uint32_t *hist;
 } sub_t;
 
-static void record(sub_t *s, const char *data, int len, int64_t now) {
+/* Count the timestamps in `data`; returns where an unfinished one (a mark whose
+ * digits run to the end) starts, or NULL. */
+static const char *record(sub_t *s, const char *data, int len, int64_t now) {
     const char *p = data, *end = data + len;
     while ((p = memmem(p, (size_t)(end - p), MARK, MARK_LEN)) != NULL) {
         const char *d = p + MARK_LEN;
         int64_t ts = 0;
         while (d < end && *d >= '0' && *d <= '9') ts = ts * 10 + (*d++ - '0');
+        if (d == end) return p;
         p += MARK_LEN;
-        if (d == end || d == p || (*d != '"' && *d != ' ')) continue;
+        if (d == p || (*d != '"' && *d != ' ')) continue;
         int64_t lat = now - ts;
         int64_t b = (lat >= 0 ? lat / s->bucket_us : -((-lat + s->bucket_us - 1) / s->bucket_us)) + NEG_BUCKETS;
         if (b < 0) b = 0;
@@ -437,6 +440,7 @@ static void record(sub_t *s, const char *data, int len, int64_t now) {
         s->received++;
         if (lat > s->max_us) s->max_us = lat;
     }
+    return NULL;
 }
 
 /* What arrived on a slot: count the timestamps, keep a cut one for next time. */
@@ -448,17 +452,10 @@ static void consume(sub_t *s, slot_t *sl, const char *data, int len, int64_t now
         data = joined;
         len += sl->tail_len;
     }
-    record(s, data, len, now);
     /* Keep the end that may start a timestamp: an unfinished mark+digits, or
      * the last MARK_LEN-1 bytes (which cannot hold a whole mark). */
-    int keep = MARK_LEN - 1;
-    const char *last = NULL, *p = data, *end = data + len;
-    for (const char *q; (q = memmem(p, (size_t)(end - p), MARK, MARK_LEN)) != NULL; p = q + 1) last = q;
-    if (last != NULL) {
-        const char *d = last + MARK_LEN;
-        while (d < end && *d >= '0' && *d <= '9') d++;
-        if (d == end) keep = (int)(end - last);
-    }
+    const char *cut = record(s, data, len, now), *end = data + len;
+    int keep = cut != NULL ? (int)(end - cut) : MARK_LEN - 1;
     if (keep > len) keep = len;
     if (keep > TAIL_MAX) keep = MARK_LEN - 1;
     memmove(sl->tail, end - keep, (size_t)keep);

@@ -17,6 +17,7 @@ import re
 import sys
 from typing import Any
 
+import native
 from common import (
     APP_ID,
     APP_KEY,
@@ -190,8 +191,6 @@ async def main() -> None:
         if c["cmd"] == "exit":
             break
         if c.get("engine") == "c":  # the compiled loop (fastgen.c), same result
-            import native
-
             lib = lib or native.load()
             app_id = c.get("app_id", APP_ID)
             reply(

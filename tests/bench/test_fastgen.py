@@ -57,15 +57,17 @@ def wait_for(check: Callable[[], bool], what: str) -> None:
 
 def test_reader_counts_timestamps_cut_at_every_byte(lib: Any) -> None:
     readers = native.Readers(lib, 2, 100, 30.0)
-    ours, theirs = socket.socketpair()
+    two = event_frame(now_us() - 3_000) + event_frame(now_us() - 3_000, " xx")
+    peers: list[socket.socket] = []
     try:
-        readers.add(1, ours.fileno(), b"")
-        ours.detach()  # the reader owns the descriptor now
-        two = event_frame(now_us() - 3_000) + event_frame(now_us() - 3_000, " xx")
         for cut in range(1, len(two)):
             before = readers.stats()[0]
-            theirs.sendall(two[:cut])
-            time.sleep(0.002)  # so the reader reads the halves apart (usually)
+            ours, theirs = socket.socketpair()
+            peers.append(theirs)
+            # The first part is consumed while the slot is taken over (the bytes
+            # Python read first), so the cut is always a read boundary.
+            readers.add(1, ours.fileno(), two[:cut])
+            ours.detach()  # the reader owns the descriptor now
             theirs.sendall(two[cut:])
             wait_for(lambda b=before: readers.stats()[0] == b + 2, f"cut at {cut}")
         received, max_us, closed, hist = readers.stats()
@@ -78,7 +80,8 @@ def test_reader_counts_timestamps_cut_at_every_byte(lib: Any) -> None:
         readers.reset()
         assert readers.stats()[:3] == (0, 0, 0)
     finally:
-        theirs.close()
+        for peer in peers:
+            peer.close()
         readers.destroy()
 
 
@@ -198,7 +201,8 @@ async def test_publisher_signs_and_counts(close_after_answer: bool) -> None:
         # A free connection takes the next event: at this rate one or two do it all.
         assert 1 <= res["connects"] <= 4
         assert api.connections == res["connects"] and res["reconnects"] == 0
-    assert 0.45 < res["elapsed"] < 5
+    # Never early: the last of 300 events is due 299/600 s after the first.
+    assert res["elapsed"] >= 299 / 600
 
 
 async def test_publisher_can_ask_for_a_connection_per_request() -> None:
