@@ -77,6 +77,8 @@ FULL = {
         12000,
         16000,
         20000,
+        24000,
+        28000,
     ],
     "churn_clients": 400,
     "churn_size": 4,
@@ -911,6 +913,21 @@ def _cell(t: tuple[float, float, float] | None) -> str:
     return f"{_fmt(med)} ({_fmt(lo)}-{_fmt(hi)})" if lo != hi else _fmt(med)
 
 
+def capped_notes(data: dict[str, Any]) -> list[str]:
+    """Say where a max rate is only a lower bound: a round passed every rate."""
+    notes = []
+    for scen, per in data["scenarios"].items():
+        for name, runs in per.items():
+            capped = [r for r in runs if "error" not in r and r.get("capped")]
+            if capped:
+                notes.append(
+                    f"note: {scen} {name}: {len(capped)} of {len(runs)} round(s) "
+                    f"passed the top of the ladder ({capped[0]['max_rate']:,.0f}/s): "
+                    "its max rate is a lower bound; extend the ladder"
+                )
+    return notes
+
+
 def render_table(
     rows: list[dict[str, Any]], servers: list[str], skipped: dict[str, str]
 ) -> str:
@@ -1179,6 +1196,8 @@ def main() -> int:
         f"{out['environment']['cpu_model']})\n"
     )
     print(table)
+    for line in capped_notes(data):
+        print(line)
     print(f"\nJSON: {jpath}")
     if not (args.no_plot or args.smoke):
         png = results_dir / f"bench-{stamp}-latency.png"
