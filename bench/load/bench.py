@@ -46,6 +46,8 @@ from servers import (
 )
 
 HERE = Path(__file__).resolve().parent
+# CPUs the load-generator processes may run on (``bench/run --gen-cpus``).
+GEN_CPUS: str | None = None
 BUCKET_US = 100
 PASS_P99_MS = 100.0
 # A failed rate step is measured again (twice at most) when other processes took
@@ -157,8 +159,7 @@ class Child:
     @classmethod
     async def start(cls, script: str) -> Child:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(HERE / script),
+            *servers.pinned([sys.executable, str(HERE / script)], GEN_CPUS),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             cwd=HERE,
@@ -1071,6 +1072,25 @@ def environment() -> dict[str, Any]:
     }
 
 
+def pinning(cfg: dict[str, Any]) -> str:
+    """``"; servers on CPU 0, generator on CPU 1"`` when the run pinned them."""
+    parts = [
+        f"{who} on CPU {cfg[key]}"
+        for who, key in (("servers", "server_cpus"), ("generator", "gen_cpus"))
+        if cfg.get(key)
+    ]
+    return "; " + ", ".join(parts) if parts else ""
+
+
+def _cpu_list(spec: str) -> set[int]:
+    """``"0,2-3"`` -> ``{0, 2, 3}`` (the ``taskset -c`` list syntax)."""
+    out: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -1120,6 +1140,12 @@ def main() -> int:
         help="steps of bisection between the last passed and the first failed "
         "ladder rate (default 3; --quick 1)",
     )
+    p.add_argument(
+        "--server-cpus",
+        help="run the servers on these CPUs only (taskset -c syntax: 0 or 0-1); "
+        "with --gen-cpus, the server stops sharing CPUs with the generator",
+    )
+    p.add_argument("--gen-cpus", help="run the load generator on these CPUs only")
     p.add_argument("--fanout-rates", help="comma-separated ladder, events/s")
     p.add_argument("--pbx-rates", help="comma-separated ladder, events/s")
     p.add_argument(
@@ -1147,6 +1173,22 @@ def main() -> int:
     for key in ("idle_sizes", "fanout_rates", "pbx_rates"):
         if getattr(args, key) is not None:
             cfg[key] = [int(x) for x in getattr(args, key).split(",")]
+    cpus = os.sched_getaffinity(0)
+    for flag, given in (
+        ("--server-cpus", args.server_cpus),
+        ("--gen-cpus", args.gen_cpus),
+    ):
+        if given is None:
+            continue
+        try:
+            wanted = _cpu_list(given)
+        except ValueError:
+            p.error(f"{flag} {given}: expected CPU numbers like 0, 0-1 or 0,2-3")
+        if not wanted <= cpus:
+            p.error(f"{flag} {given}: this machine has CPUs {sorted(cpus)}")
+    servers.SERVER_CPUS = cfg["server_cpus"] = args.server_cpus
+    global GEN_CPUS
+    GEN_CPUS = cfg["gen_cpus"] = args.gen_cpus
     if args.pbxws_bin:
         servers.PBXWS_BIN = Path(args.pbxws_bin).absolute()
     args.only = args.only.split(",") if args.only else list(SCENARIOS)
@@ -1193,10 +1235,10 @@ def main() -> int:
     print(
         f"\npbxws bench ({mode}, {cfg['rounds']} round(s), median (min-max) over "
         f"rounds; {out['environment']['cpus']} CPUs, "
-        f"{out['environment']['cpu_model']})\n"
+        f"{out['environment']['cpu_model']}{pinning(cfg)})\n"
     )
     print(table)
-    for line in capped_notes(data):
+    for line in [] if args.smoke else capped_notes(data):
         print(line)
     print(f"\nJSON: {jpath}")
     if not (args.no_plot or args.smoke):

@@ -134,6 +134,16 @@ def _tail(path: Path, n: int = 15) -> str:
         return ""
 
 
+# CPUs the servers (and the cluster's redis-server) may run on, as ``taskset -c``
+# takes them ("0", "0-1"); None: any. Set by ``bench/run --server-cpus``.
+SERVER_CPUS: str | None = None
+
+
+def pinned(argv: list[str], cpus: str | None) -> list[str]:
+    """``argv`` run on ``cpus`` only (all its threads: the mask is set before exec)."""
+    return ["taskset", "-c", cpus, *argv] if cpus else argv
+
+
 def _spawn(
     argv: list[str], log: Path, env: dict[str, str], cwd: Path
 ) -> subprocess.Popen[bytes]:
@@ -141,7 +151,7 @@ def _spawn(
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         return subprocess.Popen(
-            argv,
+            pinned(argv, SERVER_CPUS),
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
