@@ -1142,8 +1142,9 @@ def main() -> int:
     )
     p.add_argument(
         "--server-cpus",
-        help="run the servers on these CPUs only (taskset -c syntax: 0 or 0-1); "
-        "with --gen-cpus, the server stops sharing CPUs with the generator",
+        help="run the servers on these CPUs only (taskset -c syntax: 0 or 0-1; "
+        "the cluster scenario's two nodes and redis-server too); with --gen-cpus, "
+        "the server stops sharing CPUs with the generator",
     )
     p.add_argument("--gen-cpus", help="run the load generator on these CPUs only")
     p.add_argument("--fanout-rates", help="comma-separated ladder, events/s")
