@@ -1239,7 +1239,7 @@ def main() -> int:
         f"{out['environment']['cpu_model']}{pinning(cfg)})\n"
     )
     print(table)
-    for line in [] if args.smoke else capped_notes(data):
+    for line in capped_notes(data):
         print(line)
     print(f"\nJSON: {jpath}")
     if not (args.no_plot or args.smoke):
