@@ -39,6 +39,8 @@ Series (``soketi_`` stands for ``metrics.prefix``; labels ``app_id`` and
       soketi_webhook_events_total           counter  {app_id, port, outcome}
       soketi_webhook_requests_total         counter  {app_id, port, result}
       soketi_event_loop_lag_seconds         histogram  {port}
+      soketi_publish_coalescing_seconds_total  counter  {port} slept to batch publishes
+      soketi_publish_coalescing_sleeps_total   counter  {port}
       soketi_ready                          gauge    {port} 1 accepting, 0 not
       soketi_build_info                     gauge    {port, version, node}
 
@@ -483,6 +485,7 @@ class _Collector(Collector):
         yield limited
         yield from self._webhooks(apps)
         yield self._node_families()
+        yield from self._coalescing()
         yield from self._ready_and_info()
         rt = m._runtime
         if rt is not None and isinstance(rt.adapter, MetricsSource):
@@ -579,6 +582,28 @@ class _Collector(Collector):
             family, p + "event_loop_lag_seconds", self._m.loop_lag, {"port": port}
         )
         return family
+
+    def _coalescing(self) -> Iterator[Metric]:
+        rt = self._m._runtime
+        if rt is None:
+            return
+        p, port = self._m.prefix, self._m.port
+        coalescer = rt.coalescer
+        for name, doc, value in (
+            (
+                "publish_coalescing_seconds_total",
+                "Seconds the event loop slept to serve several publishes per wake-up.",
+                coalescer.slept,
+            ),
+            (
+                "publish_coalescing_sleeps_total",
+                "Times the event loop slept to serve several publishes per wake-up.",
+                float(coalescer.naps),
+            ),
+        ):
+            family = Metric(p + name, doc, "counter")
+            family.add_sample(p + name, {"port": port}, value)
+            yield family
 
     def _ready_and_info(self) -> Iterator[Metric]:
         m = self._m

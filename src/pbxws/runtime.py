@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from pbxws.apps import AppDirectory
+from pbxws.coalesce import Coalescer
 from pbxws.config import Config
 from pbxws.metrics import Metrics
 from pbxws.webhooks import Webhooks
@@ -48,6 +49,8 @@ class Runtime:
         # Webhook events of the apps that have webhooks (started by the server).
         self.webhooks = Webhooks(config, self.metrics, socket_ids.node)
         self.subscription_counts.on_count = self.webhooks.subscription_count
+        # Lets the loop serve a window's publishes per wake-up (http_api/fast.py).
+        self.coalescer = Coalescer(config.server.publish_coalescing_window)
         # Set whenever `connections` is empty; awaited by the drain.
         self._no_connections = asyncio.Event()
         self._no_connections.set()

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+from pbxws.coalesce import DENSE
+from pbxws.server import Server
 from tests.conftest import timeout
 
 from .conftest import APP_ID, NodeFactory, WsClient, WsFactory, signed_query
+from .test_metrics import scrape
 
 
 def signed_request(
@@ -159,3 +162,93 @@ async def test_requests_cut_anywhere_and_a_handoff_in_the_same_read(
     assert (await client.expect("e"))["data"] == "before-get"
     writer.close()
     await writer.wait_closed()
+
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class Publisher:
+    """A subscriber to ``c`` and raw API connections that publish to it."""
+
+    def __init__(self, client: WsClient, connections: list[Connection]) -> None:
+        self.client, self.connections = client, connections
+        self.sent = 0
+
+    @classmethod
+    async def open(cls, server: Server, ws: WsFactory, connections: int) -> Publisher:
+        client = await ws(server)
+        await client.subscribe("c")
+        return cls(
+            client,
+            [
+                await asyncio.open_connection("127.0.0.1", server.port)
+                for _ in range(connections)
+            ],
+        )
+
+    async def burst(self, n: int) -> None:
+        """``n`` publishes on each connection, pipelined; all answered and delivered."""
+        path = f"/apps/{APP_ID}/events"
+        sent = []
+        for _, writer in self.connections:
+            data = [str(i) for i in range(self.sent, self.sent + n)]
+            self.sent += n
+            sent += data
+            writer.write(b"".join(signed_request(path, event("c", d)) for d in data))
+        for reader, _ in self.connections:
+            for _ in range(n):
+                assert await read_response(reader) == (200, b"{}")
+        got = [(await self.client.expect("e"))["data"] for _ in sent]
+        assert sorted(got) == sorted(sent)
+
+    async def close(self) -> None:
+        for _, writer in self.connections:
+            writer.close()
+            await writer.wait_closed()
+
+
+async def sleeps(server: Server) -> float:
+    return (await scrape(server))("soketi_publish_coalescing_sleeps_total", app_id=None)
+
+
+async def test_dense_publishes_are_served_per_window(
+    node: NodeFactory, ws: WsFactory
+) -> None:
+    """More than DENSE connections publishing per window: the loop sleeps to batch them."""
+    window = 0.1
+    server = await node(publish_coalescing_window=window)
+    publisher = await Publisher.open(server, ws, 2 * DENSE)
+    await publisher.burst(3)
+    await asyncio.sleep(window)  # the rate is judged once a window has passed
+    for _ in range(20):  # bursts closer than half a window, until a sleep
+        await publisher.burst(3)
+        if await sleeps(server):
+            break
+    await publisher.close()
+    metrics = await scrape(server)
+    naps = metrics("soketi_publish_coalescing_sleeps_total", app_id=None)
+    slept = metrics("soketi_publish_coalescing_seconds_total", app_id=None)
+    assert naps >= 1
+    assert 0 < slept <= window * naps
+
+
+async def test_sparse_publishes_and_window_zero_never_sleep(
+    node: NodeFactory, ws: WsFactory
+) -> None:
+    """Requests from fewer connections than DENSE per window, or window 0: no sleep."""
+    sparse = await node(publish_coalescing_window=0.01)
+    publisher = await Publisher.open(sparse, ws, DENSE - 1)
+    for _ in range(6):
+        await publisher.burst(1)
+        await asyncio.sleep(0.01)
+    await publisher.close()
+    off = await node(publish_coalescing_window=0)
+    publisher = await Publisher.open(off, ws, DENSE)
+    for _ in range(6):
+        await publisher.burst(3)
+    await publisher.close()
+    for server in (sparse, off):
+        assert await sleeps(server) == 0
+        assert (
+            "soketi_publish_coalescing_sleeps_total" in (await scrape(server)).names()
+        )

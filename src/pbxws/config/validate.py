@@ -91,6 +91,12 @@ def _check_server(c: _Checker, server: ServerConfig) -> None:
                 "must be at most server.shutdown_grace_period "
                 f"({server.shutdown_grace_period}), got {server.drain_window}",
             )
+    window = server.publish_coalescing_window
+    if not (math.isfinite(window) and 0 <= window <= 0.1):
+        c.add(
+            "server.publish_coalescing_window",
+            f"must be 0 (off) up to 0.1 seconds, got {window}",
+        )
     threshold = server.accept_traffic_memory_threshold
     if not 0 < threshold <= 100:
         c.add(

@@ -150,6 +150,7 @@ class FastApi(asyncio.Protocol):
                 break
             close = request.headers.get("connection", "").lower() == "close"
             self._jobs.submit(self.serve(route, request, data[end + 4 : stop], close))
+            self._rt.coalescer.note(self)
             pos = stop
         if pos < len(data):
             self._buffer += data[pos:]  # an incomplete request, or aiohttp's

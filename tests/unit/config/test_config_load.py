@@ -230,6 +230,14 @@ def test_duplicate_app_id_is_an_error(tmp_path: Path) -> None:
         ("[server]\nmax_message_size = 0\n", "server.max_message_size"),
         ("[server]\nsend_buffer_limit = 0\n", "server.send_buffer_limit"),
         ("[server]\nshutdown_grace_period = -1.0\n", "server.shutdown_grace_period"),
+        (
+            "[server]\npublish_coalescing_window = 0.5\n",
+            "server.publish_coalescing_window",
+        ),
+        (
+            "[server]\npublish_coalescing_window = -0.001\n",
+            "server.publish_coalescing_window",
+        ),
         ("[limits]\nmax_event_payload_in_kb = 0\n", "limits.max_event_payload_in_kb"),
         (
             "[limits]\nmax_presence_member_size_in_kb = nan\n",
