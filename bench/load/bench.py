@@ -1072,13 +1072,14 @@ def environment() -> dict[str, Any]:
     }
 
 
-def pinning(cfg: dict[str, Any]) -> str:
-    """``"; servers on CPU 0, generator on CPU 1"`` when the run pinned them."""
+def setup_notes(cfg: dict[str, Any]) -> str:
+    """``"; servers on CPU 0, generator on CPU 1"``: what the run did unusually."""
     parts = [
         f"{who} on CPU {cfg[key]}"
         for who, key in (("servers", "server_cpus"), ("generator", "gen_cpus"))
         if cfg.get(key)
     ]
+    parts += [f"pbxws with {k}={v}" for k, v in cfg.get("pbxws_env", {}).items()]
     return "; " + ", ".join(parts) if parts else ""
 
 
@@ -1154,6 +1155,14 @@ def main() -> int:
         help="the pbxws executable to measure (default .venv/bin/pbxws), e.g. one "
         "installed in a venv of another Python build",
     )
+    p.add_argument(
+        "--pbxws-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for pbxws only, repeatable, e.g. "
+        "PBXWS_SERVER_PUBLISH_COALESCING_WINDOW=0 to measure without coalescing",
+    )
     p.add_argument("--results", default=str(BENCH / "results"), help="output folder")
     p.add_argument("--no-plot", action="store_true")
     args = p.parse_args()
@@ -1190,6 +1199,14 @@ def main() -> int:
     servers.SERVER_CPUS = cfg["server_cpus"] = args.server_cpus
     global GEN_CPUS
     GEN_CPUS = cfg["gen_cpus"] = args.gen_cpus
+    for setting in args.pbxws_env:
+        name, eq, value = setting.partition("=")
+        if not eq or not name.startswith(("PBXWS_", "SOKETI_")):
+            p.error(
+                f"--pbxws-env {setting}: expected PBXWS_NAME=VALUE or SOKETI_NAME=VALUE"
+            )
+        servers.PBXWS_ENV[name] = value
+    cfg["pbxws_env"] = dict(servers.PBXWS_ENV)
     if args.pbxws_bin:
         servers.PBXWS_BIN = Path(args.pbxws_bin).absolute()
     args.only = args.only.split(",") if args.only else list(SCENARIOS)
@@ -1236,7 +1253,7 @@ def main() -> int:
     print(
         f"\npbxws bench ({mode}, {cfg['rounds']} round(s), median (min-max) over "
         f"rounds; {out['environment']['cpus']} CPUs, "
-        f"{out['environment']['cpu_model']}{pinning(cfg)})\n"
+        f"{out['environment']['cpu_model']}{setup_notes(cfg)})\n"
     )
     print(table)
     for line in capped_notes(data):

@@ -176,8 +176,14 @@ def _ready(port: int) -> bool:
         return False
 
 
+# Settings for every pbxws started, e.g. {"PBXWS_SERVER_PUBLISH_COALESCING_WINDOW":
+# "0"}; set by ``bench/run --pbxws-env``.
+PBXWS_ENV: dict[str, str] = {}
+
+
 async def start_pbxws(log: Path, env_extra: dict[str, str] | None = None) -> Running:
     env = base_env()
+    env.update(PBXWS_ENV)
     env.update(env_extra or {})
     argv = [str(PBXWS_BIN), "serve", "--host", "127.0.0.1", "--port", "0"]
     argv += ["--metrics-port", "0", "--log-level", "info"]

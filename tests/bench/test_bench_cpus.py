@@ -1,10 +1,11 @@
-"""``bench/run --server-cpus/--gen-cpus``: who runs where, and refusals."""
+"""``bench/run --server-cpus/--gen-cpus/--pbxws-env``: who runs where, how, refusals."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,12 +25,25 @@ def test_cpu_lists_read_like_taskset() -> None:
         bench._cpu_list("one")
 
 
-def test_the_printout_says_where_the_run_was_pinned() -> None:
-    assert bench.pinning({"server_cpus": "0", "gen_cpus": "1"}) == (
+def test_the_printout_says_where_and_how_the_servers_ran() -> None:
+    assert bench.setup_notes({"server_cpus": "0", "gen_cpus": "1"}) == (
         "; servers on CPU 0, generator on CPU 1"
     )
-    assert bench.pinning({"gen_cpus": "1"}) == "; generator on CPU 1"
-    assert bench.pinning({"server_cpus": None, "gen_cpus": None}) == ""
+    assert bench.setup_notes({"gen_cpus": "1"}) == "; generator on CPU 1"
+    assert bench.setup_notes({"server_cpus": None, "gen_cpus": None}) == ""
+    assert bench.setup_notes({"pbxws_env": {"PBXWS_SERVER_X": "0"}}) == (
+        "; pbxws with PBXWS_SERVER_X=0"
+    )
+
+
+async def test_pbxws_env_reaches_the_pbxws_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The setting is applied: an invalid value stops pbxws naming the key."""
+    key = "PBXWS_SERVER_PUBLISH_COALESCING_WINDOW"
+    monkeypatch.setattr(servers, "PBXWS_ENV", {key: "5"})
+    with pytest.raises(servers.StartError, match=r"server\.publish_coalescing_window"):
+        await servers.start_pbxws(tmp_path / "pbxws.log")
 
 
 def test_pinned_runs_the_command_under_taskset_only_when_asked() -> None:
@@ -62,9 +76,10 @@ async def test_a_pinned_child_and_all_its_threads_stay_on_the_cpu() -> None:
     [
         ("--server-cpus", "4096", "--server-cpus 4096: this machine has CPUs"),
         ("--gen-cpus", "x", "--gen-cpus x: expected CPU numbers"),
+        ("--pbxws-env", "WINDOW=0", "--pbxws-env WINDOW=0: expected PBXWS_NAME"),
     ],
 )
-async def test_bench_run_refuses_cpus_it_cannot_use(
+async def test_bench_run_refuses_settings_it_cannot_use(
     flag: str, value: str, message: str
 ) -> None:
     proc = await asyncio.create_subprocess_exec(
