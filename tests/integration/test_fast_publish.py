@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from pbxws.coalesce import DENSE
+from pbxws.coalesce import DENSE, SPARE
 from pbxws.server import Server
 from tests.conftest import timeout
 
@@ -186,16 +186,18 @@ class Publisher:
             ],
         )
 
-    async def burst(self, n: int) -> None:
-        """``n`` publishes on each connection, pipelined; all answered and delivered."""
+    async def burst(self, n: int, on: int | None = None) -> None:
+        """``n`` publishes on each of the first ``on`` connections (default all),
+        pipelined; all answered and delivered."""
         path = f"/apps/{APP_ID}/events"
         sent = []
-        for _, writer in self.connections:
+        used = self.connections[:on]
+        for _, writer in used:
             data = [str(i) for i in range(self.sent, self.sent + n)]
             self.sent += n
             sent += data
             writer.write(b"".join(signed_request(path, event("c", d)) for d in data))
-        for reader, _ in self.connections:
+        for reader, _ in used:
             for _ in range(n):
                 assert await read_response(reader) == (200, b"{}")
         got = [(await self.client.expect("e"))["data"] for _ in sent]
@@ -211,43 +213,51 @@ async def sleeps(server: Server) -> float:
     return (await scrape(server))("soketi_publish_coalescing_sleeps_total", app_id=None)
 
 
-async def test_dense_publishes_are_served_per_window(
-    node: NodeFactory, ws: WsFactory
-) -> None:
-    """More than DENSE connections publishing per window: the loop sleeps to batch them."""
-    window = 0.1
-    server = await node(publish_coalescing_window=window)
-    publisher = await Publisher.open(server, ws, 2 * DENSE)
-    await publisher.burst(3)
-    await asyncio.sleep(window)  # the rate is judged once a window has passed
+WINDOW = 0.1
+
+
+async def dense_traffic(server: Server, ws: WsFactory, used: int, idle: int) -> None:
+    """Bursts on ``used`` connections, ``idle`` more open, until the loop slept."""
+    publisher = await Publisher.open(server, ws, used + idle)
+    await publisher.burst(1)  # every connection is a publish connection now
+    await asyncio.sleep(WINDOW)  # the rate is judged once a window has passed
     for _ in range(20):  # bursts closer than half a window, until a sleep
-        await publisher.burst(3)
+        await publisher.burst(3, on=used)
         if await sleeps(server):
             break
     await publisher.close()
+
+
+async def test_dense_publishes_are_served_per_window(
+    node: NodeFactory, ws: WsFactory
+) -> None:
+    """DENSE+ publishes per window with connections to spare: the loop sleeps to batch."""
+    server = await node(publish_coalescing_window=WINDOW)
+    used = 2 * DENSE
+    await dense_traffic(server, ws, used, idle=(SPARE - 1) * used)
     metrics = await scrape(server)
     naps = metrics("soketi_publish_coalescing_sleeps_total", app_id=None)
     slept = metrics("soketi_publish_coalescing_seconds_total", app_id=None)
     assert naps >= 1
-    assert 0 < slept <= window * naps
+    assert 0 < slept <= WINDOW * naps
 
 
-async def test_sparse_publishes_and_window_zero_never_sleep(
+async def test_no_sleep_when_sparse_without_spare_connections_or_off(
     node: NodeFactory, ws: WsFactory
 ) -> None:
-    """Requests from fewer connections than DENSE per window, or window 0: no sleep."""
+    """Fewer than DENSE per window, no connection to spare, or window 0: no sleep."""
     sparse = await node(publish_coalescing_window=0.01)
-    publisher = await Publisher.open(sparse, ws, DENSE - 1)
+    publisher = await Publisher.open(sparse, ws, SPARE * DENSE)
     for _ in range(6):
-        await publisher.burst(1)
+        await publisher.burst(1, on=DENSE - 1)
         await asyncio.sleep(0.01)
     await publisher.close()
+    # The same dense traffic as above, but every open connection is in use.
+    busy = await node(publish_coalescing_window=WINDOW)
+    await dense_traffic(busy, ws, 2 * DENSE, idle=0)
     off = await node(publish_coalescing_window=0)
-    publisher = await Publisher.open(off, ws, DENSE)
-    for _ in range(6):
-        await publisher.burst(3)
-    await publisher.close()
-    for server in (sparse, off):
+    await dense_traffic(off, ws, 2 * DENSE, idle=2 * DENSE)
+    for server in (sparse, busy, off):
         assert await sleeps(server) == 0
         assert (
             "soketi_publish_coalescing_sleeps_total" in (await scrape(server)).names()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from pbxws.coalesce import DENSE, Coalescer
+from pbxws.coalesce import DENSE, SPARE, Coalescer
 
 WINDOW = 0.001
 SERVE = 0.00005  # seconds of work per request
@@ -42,11 +42,19 @@ class Served:
 
 
 async def serve(
-    arrivals: list[float], window: float = WINDOW, connections: int = 32
+    arrivals: list[float],
+    window: float = WINDOW,
+    connections: int = 32,
+    spare: int = 32,
 ) -> Served:
-    """Request k arrives at ``arrivals[k]`` on connection k % ``connections``."""
+    """Request k arrives at ``arrivals[k]`` on connection k % ``connections``.
+
+    ``spare`` more connections are open and idle.
+    """
     clock = Clock(now=arrivals[0] - 1.0)
     c = Coalescer(window, clock=clock, sleep=clock.sleep)
+    for k in range(connections + spare):
+        c.opened(k)
     blocked, waits, i = 0, [], 0
     while i < len(arrivals):
         if clock.now < arrivals[i]:  # nothing ready: blocked until the next one
@@ -115,12 +123,36 @@ async def test_when_the_stream_thins_the_sleeps_stop() -> None:
     assert served.waits[-15:] == [0.0] * 15
 
 
-async def test_one_connection_alone_never_makes_the_loop_sleep() -> None:
-    """A sleep collects one request per connection at most from a client that waits."""
-    served = await serve(steady(8 / WINDOW), connections=1)
-    assert served.sleeps == []
-    served = await serve(steady(8 / WINDOW), connections=2 * DENSE)
+async def test_clients_without_connections_to_spare_are_never_slowed() -> None:
+    """A client that waits for each answer gets one request per connection per sleep.
+
+    So the loop sleeps only while at most 1/SPARE of the open publish
+    connections carry the requests of a window.
+    """
+    for used in (1, 8):
+        served = await serve(steady(8 / WINDOW), connections=used, spare=0)
+        assert served.sleeps == [], used
+        assert max(served.waits) == 0
+    served = await serve(steady(8 / WINDOW), connections=8, spare=8 * (SPARE - 1))
     assert served.sleeps
+    # One connection closed (or handed to aiohttp): no longer enough to spare.
+    clock = Clock()
+    c = Coalescer(WINDOW, clock=clock, sleep=clock.sleep)
+    for k in range(4):
+        c.opened(k)
+    c.closed(3)
+    c.closed(3)  # idempotent
+    for k in range(40):
+        c.note(k % 2)
+        clock.now += WINDOW / 8
+        await asyncio.sleep(0)
+    assert clock.sleeps == []
+    c.opened(3)
+    for k in range(40):
+        c.note(k % 2)
+        clock.now += WINDOW / 8
+        await asyncio.sleep(0)
+    assert clock.sleeps
 
 
 async def test_window_zero_is_off() -> None:

@@ -150,8 +150,8 @@ class ServerConfig(Base, frozen=True):
     # CPU per connection); false hands every upgrade to aiohttp instead.
     lean_websockets: bool = True
     # Seconds a publish may wait so that the event loop serves the requests of
-    # one window per wake-up when they arrive less than this apart (less CPU
-    # per event at thousands of events/s); a lone request never waits; 0: off.
+    # one window per wake-up, at 4+ per window with API connections to spare
+    # (less CPU per event at thousands of events/s; see coalesce.py); 0: off.
     publish_coalescing_window: float = 0.001
     # Log verbosity (SOKETI_DEBUG=true means "debug").
     log_level: LogLevel = "info"

@@ -108,6 +108,7 @@ class FastApi(asyncio.Protocol):
         self._jobs = Inbox(self, inline=rt.adapter.inline)
         # Set once a request for aiohttp arrived: parse no more, hand over when idle.
         self._handoff = False
+        rt.coalescer.opened(self)
 
     def data_received(self, data: bytes) -> None:
         if self._buffer:
@@ -244,6 +245,7 @@ class FastApi(asyncio.Protocol):
         transport = self._transport
         if transport.is_closing():
             return
+        self._rt.coalescer.closed(self)
         handler = self._http_factory()
         handler.connection_made(transport)
         transport.set_protocol(handler)
@@ -254,6 +256,7 @@ class FastApi(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._jobs.clear()
+        self._rt.coalescer.closed(self)
 
 
 def _without_expect(head: bytes) -> bytes:
