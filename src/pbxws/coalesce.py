@@ -142,8 +142,9 @@ class Coalescer:
             self._since = now
         awake = now - self._woke
         if self._dense and awake < window * BUSY:
-            left = window - awake
-            self._sleep(left)
-            self.slept += left
+            self._sleep(window - awake)
+            self._woke = self._clock()  # the next window starts now
+            self.slept += self._woke - now  # as slept, overshoot included
             self.naps += 1
-        self._woke = self._clock()  # the next window starts now
+        else:
+            self._woke = now

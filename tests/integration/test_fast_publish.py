@@ -239,7 +239,7 @@ async def test_dense_publishes_are_served_per_window(
     naps = metrics("soketi_publish_coalescing_sleeps_total", app_id=None)
     slept = metrics("soketi_publish_coalescing_seconds_total", app_id=None)
     assert naps >= 1
-    assert 0 < slept <= WINDOW * naps
+    assert 0 < slept < 2 * WINDOW * naps  # each at most a window (and any overshoot)
 
 
 async def test_no_sleep_when_sparse_without_spare_connections_or_off(
