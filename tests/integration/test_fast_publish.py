@@ -247,9 +247,9 @@ async def test_no_sleep_when_sparse_without_spare_connections_or_off(
 ) -> None:
     """Fewer than DENSE per window, no connection to spare, or window 0: no sleep."""
     sparse = await node(publish_coalescing_window=0.01)
-    publisher = await Publisher.open(sparse, ws, SPARE * DENSE)
-    for _ in range(6):
-        await publisher.burst(1, on=DENSE - 1)
+    publisher = await Publisher.open(sparse, ws, DENSE - 1)
+    for _ in range(6):  # DENSE - 1 publishes per window at most
+        await publisher.burst(1)
         await asyncio.sleep(0.01)
     await publisher.close()
     # The same dense traffic as above, but every open connection is in use.
